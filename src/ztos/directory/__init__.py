@@ -1,0 +1,9 @@
+"""The ZTOS directory: every record of a network, with revisions and a change feed.
+
+``Store`` is the protocol every back end implements (SQLite embedded today,
+OpenLDAP later); ``open_store`` picks the back end from a path or URL.
+"""
+
+from ztos.directory.store import Change, Store, Transaction, open_store
+
+__all__ = ["Change", "Store", "Transaction", "open_store"]

@@ -1,0 +1,97 @@
+"""The ``Store`` protocol: typed CRUD, transactions, revisions and a change feed.
+
+Designed so that an LDAP back end can implement it too: records are flat
+documents addressed by (kind, key) — an LDAP entry ``key=…,ou=kind`` — and the
+revision is a single counter the back end bumps once per changed record
+(LDAP: a counter entry updated in the same modify batch, or contextCSN).
+
+Semantics every back end must honour (the contract tests in
+``tests/contract/`` check them):
+
+* All writes happen inside ``with store.transaction() as tx:``; leaving the
+  block normally commits everything, an exception commits nothing.
+* Every ``put``/``create``/``delete`` gets the next revision; revisions
+  increase strictly and are never reused, even across processes.
+* ``changes(since_rev)`` returns the changes with ``rev > since_rev`` in
+  order; a watcher long-polls by remembering the last ``rev`` it saw.
+* Audit events are appended inside transactions and hash-chained
+  (``ztos.audit``); they are not part of the change feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from ztos.audit import AuditDraft
+from ztos.model import AuditEvent, Record
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change in the feed. ``data`` is the record after a put, None after a delete."""
+
+    rev: int
+    kind: str
+    key: str
+    op: Literal["put", "delete"]
+    data: dict[str, Any] | None
+
+
+class Transaction(Protocol):
+    def get(self, cls: type[R], key: str) -> R | None: ...
+
+    def list(self, cls: type[R]) -> list[R]: ...
+
+    def create(self, record: Record) -> int:
+        """Insert a new record; ``Conflict`` if the key exists. Returns its revision."""
+        ...
+
+    def put(self, record: Record) -> int:
+        """Insert or replace a record. Returns its revision."""
+        ...
+
+    def delete(self, cls: type[Record], key: str) -> int:
+        """Remove a record; ``NotFound`` if absent. Returns the revision of the delete."""
+        ...
+
+    def audit(self, draft: AuditDraft) -> AuditEvent:
+        """Append a hash-chained audit event, committed with the transaction."""
+        ...
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def get(self, cls: type[R], key: str) -> R | None: ...
+
+    def list(self, cls: type[R]) -> list[R]: ...
+
+    def revision(self) -> int: ...
+
+    def changes(self, since_rev: int, limit: int = 1000) -> list[Change]: ...
+
+    def audit_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(location: str) -> Store:
+    """Open the directory at ``location`` (a SQLite file path; ``ldap://`` later)."""
+    from ztos.directory.sqlite import SqliteStore
+
+    return SqliteStore(location)
+
+
+def iter_all_changes(store: Store, since_rev: int, page: int = 1000) -> Iterator[Change]:
+    """Every change after ``since_rev``, paging through the feed."""
+    while True:
+        batch = store.changes(since_rev, page)
+        yield from batch
+        if len(batch) < page:
+            return
+        since_rev = batch[-1].rev

@@ -1,0 +1,218 @@
+"""Domain types of ZTOS, validated at the edge with pydantic v2.
+
+Every record kind the directory stores is a ``Record`` subclass naming its
+``kind`` (the table / LDAP organisational unit) and its ``key_field`` (the
+primary key / LDAP RDN). Validation errors name the field that is wrong, so an
+API body or a profile file with a bad value is refused with a precise message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ATTR_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MAX_VNI = 2**24 - 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _check_wg_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("WireGuard key must be base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"WireGuard key must be 32 bytes, got {len(raw)}")
+    return value
+
+
+def _check_attrs(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not ATTR_KEY_RE.match(key):
+            raise ValueError(f"attribute name {key!r} must match {ATTR_KEY_RE.pattern}")
+    return value
+
+
+def _check_endpoint(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"endpoint {value!r} must be ADDRESS:PORT or [IPv6]:PORT")
+    ipaddress.ip_address(host.strip("[]"))
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+WgKey = Annotated[str, AfterValidator(_check_wg_key)]
+Attributes = Annotated[dict[str, str], AfterValidator(_check_attrs)]
+Endpoint = Annotated[str, AfterValidator(_check_endpoint)]
+
+
+class Role(StrEnum):
+    """What a certificate holder may do. ``node`` is a host's agent."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+    NODE = "node"
+
+
+class NodeStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class Record(BaseModel):
+    """A directory entry: one row (SQLite) or one entry (LDAP)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    kind: ClassVar[str]
+    key_field: ClassVar[str] = "name"
+
+    @property
+    def key(self) -> str:
+        return str(getattr(self, self.key_field))
+
+
+class Network(Record):
+    """The one ZTOS network a directory describes (key ``default``)."""
+
+    kind = "network"
+    name: Name = "default"
+    ula_prefix: ipaddress.IPv6Network
+    ipv4_prefix: ipaddress.IPv4Network
+    domain: str = "ztos.internal"
+    cert_ttl_seconds: int = Field(default=24 * 3600, ge=300, le=90 * 24 * 3600)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Node(Record):
+    kind = "node"
+    name: Name
+    role: Role = Role.NODE
+    wg_public_key: WgKey
+    overlay_ipv6: ipaddress.IPv6Address
+    overlay_ipv4: ipaddress.IPv4Address
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    listen_port: int = Field(default=51820, ge=1, le=65535)
+    underlay_mtu: int = Field(default=1500, ge=1280, le=65535)
+    tenants: list[Name] = Field(default_factory=list)
+    attributes: Attributes = Field(default_factory=dict)
+    status: NodeStatus = NodeStatus.ACTIVE
+    cert_serial: str
+    enrolled_at: datetime = Field(default_factory=utcnow)
+    last_seen: datetime | None = None
+
+
+class User(Record):
+    kind = "user"
+    name: Name
+    email: str | None = None
+    groups: list[Name] = Field(default_factory=list)
+    roles: list[Role] = Field(default_factory=list)
+    attributes: Attributes = Field(default_factory=dict)
+
+
+class Device(Record):
+    kind = "device"
+    name: Name
+    owner: Name | None = None
+    attributes: Attributes = Field(default_factory=dict)
+
+
+class Group(Record):
+    kind = "group"
+    name: Name
+    members: list[Name] = Field(default_factory=list)
+    description: str = ""
+
+
+class RoleDef(Record):
+    """A named role and the permissions it grants (RBAC)."""
+
+    kind = "role"
+    name: Name
+    permissions: list[str] = Field(default_factory=list)
+
+
+class Tenant(Record):
+    kind = "tenant"
+    name: Name
+    vni: int = Field(ge=1, le=MAX_VNI)
+    ipv6_prefix: ipaddress.IPv6Network
+    ipv4_prefix: ipaddress.IPv4Network | None = None
+    nodes: list[Name] = Field(default_factory=list)
+
+
+class Token(Record):
+    """A bootstrap token. Only the SHA-256 of its secret is ever stored."""
+
+    kind = "token"
+    key_field = "id"
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,32}$")
+    secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    node_name: Name
+    role: Role = Role.NODE
+    tenants: list[Name] = Field(default_factory=list)
+    attributes: Attributes = Field(default_factory=dict)
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class CertificateRecord(Record):
+    kind = "certificate"
+    key_field = "serial"
+    serial: str = Field(pattern=r"^[0-9a-f]{1,40}$")
+    subject: str
+    role: Role
+    fingerprint_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+
+
+class AuditEvent(BaseModel):
+    """One tamper-evident audit log entry; ``hash`` chains it to the one before."""
+
+    model_config = ConfigDict(extra="forbid")
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target: str = ""
+    outcome: str = "ok"
+    detail: str = ""
+    prev_hash: str
+    hash: str
+
+
+RECORD_KINDS: dict[str, type[Record]] = {
+    cls.kind: cls
+    for cls in (Network, Node, User, Device, Group, RoleDef, Tenant, Token, CertificateRecord)
+}
+
+
+def record_from_data(kind: str, data: dict[str, Any]) -> Record:
+    return RECORD_KINDS[kind].model_validate(data)
