@@ -1,0 +1,1 @@
+"""The controller's REST API (FastAPI), served over mutually authenticated TLS."""

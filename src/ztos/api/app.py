@@ -1,0 +1,35 @@
+"""Builds the controller's FastAPI application around a ``Controller``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from ztos import __version__
+from ztos.api import errors
+from ztos.api.limits import BodySizeLimit
+from ztos.api.routes import identity, nodes, security, watch
+from ztos.controller import Controller
+
+
+def create_app(controller: Controller) -> FastAPI:
+    app = FastAPI(
+        title="ZTOS controller",
+        version=__version__,
+        description="Zero Trust Overlay System controller API. "
+        "Every route but /api/v1/enroll and /api/v1/ca needs a client certificate "
+        "issued by the network's CA.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.controller = controller
+    errors.install(app)
+    for module in (identity, nodes, security, watch):
+        app.include_router(module.router)
+
+    @app.get("/api/v1/healthz", tags=["monitoring"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(BodySizeLimit)
+    return app

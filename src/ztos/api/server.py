@@ -1,0 +1,82 @@
+"""Serving the API over TLS with optional client certificates (mTLS).
+
+uvicorn does not put the TLS peer certificate into the ASGI scope, so a small
+subclass of its h11 protocol reads it from the connection's SSL object and
+adds it to every request scope of that connection. The TLS layer itself
+verifies client certificates against the network CA (CERT_OPTIONAL: enrolment
+comes without one); revocation and roles are checked per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ztos import pki
+from ztos.api.app import create_app
+from ztos.api.auth import PEER_CERT_SCOPE_KEY
+from ztos.controller import Controller
+from ztos.errors import InvalidInput
+
+log = logging.getLogger("ztos.controller")
+SERVER_CERT_TTL = timedelta(days=30)
+
+
+class PeerCertProtocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        inner = self.app
+
+        async def with_peer_cert(scope: Any, receive: Any, send: Any) -> None:
+            scope[PEER_CERT_SCOPE_KEY] = der
+            await inner(scope, receive, send)
+
+        self.app = with_peer_cert
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``[::]:8443``, ``127.0.0.1:8443`` or ``:8443`` -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"--listen {listen!r} must be HOST:PORT, e.g. [::]:8443")
+    return host.strip("[]") or "::", int(port)
+
+
+def write_server_identity(ca: pki.CertificateAuthority, pki_dir: Path, names: list[str]) -> None:
+    """A fresh server certificate for every start, valid for ``names``."""
+    key = pki.generate_private_key()
+    cert = ca.issue_server(key.public_key(), names, SERVER_CERT_TTL)
+    pki.write_private(pki_dir / "server.key", pki.key_to_pem(key))
+    (pki_dir / "server.crt").write_text(pki.cert_to_pem(cert))
+
+
+def build_config(controller: Controller, pki_dir: Path, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(controller),
+        host=host,
+        port=port,
+        http=PeerCertProtocol,
+        ssl_certfile=str(pki_dir / "server.crt"),
+        ssl_keyfile=str(pki_dir / "server.key"),
+        ssl_ca_certs=str(pki_dir / "ca.crt"),
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        log_level="warning",
+        timeout_keep_alive=30,
+    )
+
+
+def serve(controller: Controller, pki_dir: Path, listen: str, server_names: list[str]) -> None:
+    host, port = parse_listen(listen)
+    names = sorted({"localhost", "127.0.0.1", "::1", *server_names})
+    write_server_identity(controller.ca, pki_dir, names)
+    log.info("controller listening on %s (TLS names: %s)", listen, ", ".join(names))
+    uvicorn.Server(build_config(controller, pki_dir, host, port)).run()

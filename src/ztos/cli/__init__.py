@@ -1,0 +1,1 @@
+"""The ``ztos`` command: a thin client of the API plus local agent and lab verbs."""

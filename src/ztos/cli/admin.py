@@ -1,0 +1,192 @@
+"""Admin verbs that talk to the controller API: tokens, nodes, security, logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ztos.cli.context import (
+    fail,
+    parse_attributes,
+    parse_duration,
+    print_json,
+    print_table,
+    state,
+)
+from ztos.controller import SecurityStatus, TokenCreated
+from ztos.enroll.profile import Profile, dump_profile
+from ztos.enroll.server import TokenRequest
+from ztos.model import AuditEvent, Node, Role
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+token_app = typer.Typer(help="Bootstrap tokens for zero-touch enrolment.", no_args_is_help=True)
+node_app = typer.Typer(help="Enrolled hosts.", no_args_is_help=True)
+security_app = typer.Typer(help="Certificates, revocation and the CA.", no_args_is_help=True)
+monitoring_app = typer.Typer(help="Audit log and monitoring.", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Node name the token is bound to.")],
+    role: Annotated[Role, typer.Option("--role", help="Role of the identity.")] = Role.NODE,
+    ttl: Annotated[str, typer.Option("--ttl", help="Token lifetime: 15m, 1h, 7d.")] = "1h",
+    tenant: Annotated[list[str] | None, typer.Option("--tenant", help="Tenant (repeat).")] = None,
+    attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE (repeat).")] = None,
+    profile_out: Annotated[
+        Path | None, typer.Option("--profile-out", help="Write the host profile YAML here.")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Create a single-use bootstrap token (its secret is shown once)."""
+    request = TokenRequest(
+        node_name=name,
+        role=role,
+        tenants=tenant or [],
+        attributes=parse_attributes(attr or []),
+        ttl_seconds=parse_duration(ttl),
+    )
+    body = (
+        state(ctx).client().request("POST", "/api/v1/tokens", json=request.model_dump(mode="json"))
+    )
+    created = TokenCreated.model_validate(body)
+    if profile_out is not None:
+        write_profile(profile_out, created.profile)
+    if json_out:
+        print_json(created)
+        return
+    print(
+        f"token {created.id} for {created.role.value} {created.node_name!r}, "
+        f"expires {created.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
+    print(f"secret (shown once): {created.token}")
+    if profile_out is not None:
+        print(
+            f"profile written to {profile_out}; on the host run: ztos enroll --profile {profile_out}"
+        )
+
+
+def write_profile(path: Path, profile: Profile) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(dump_profile(profile))
+
+
+@node_app.command("list")
+def node_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """List enrolled nodes."""
+    nodes = [Node.model_validate(n) for n in state(ctx).client().request("GET", "/api/v1/nodes")]
+    if json_out:
+        print_json(nodes)
+        return
+    rows = [
+        [
+            n.name,
+            n.status.value,
+            n.overlay_ipv6,
+            n.overlay_ipv4,
+            ", ".join(n.endpoints),
+            n.cert_serial[:12],
+        ]
+        for n in nodes
+    ]
+    print_table("nodes", ["name", "status", "overlay IPv6", "IPv4", "endpoints", "cert"], rows)
+
+
+@node_app.command("show")
+def node_show(ctx: typer.Context, name: str, json_out: JsonFlag = False) -> None:
+    """Show one node."""
+    node = Node.model_validate(state(ctx).client().request("GET", f"/api/v1/nodes/{name}"))
+    if json_out:
+        print_json(node)
+        return
+    for key, value in node.model_dump(mode="json").items():
+        print(f"{key:14} {value}")
+
+
+@node_app.command("revoke")
+def node_revoke(
+    ctx: typer.Context,
+    name: str,
+    reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "revoked by admin",
+    json_out: JsonFlag = False,
+) -> None:
+    """Revoke a node: its certificates stop working and peers drop it."""
+    body = (
+        state(ctx).client().request("POST", f"/api/v1/nodes/{name}/revoke", json={"reason": reason})
+    )
+    if json_out:
+        print_json(body)
+    else:
+        print(f"node {name!r} revoked")
+
+
+@node_app.command("delete")
+def node_delete(ctx: typer.Context, name: str) -> None:
+    """Revoke and forget a node."""
+    state(ctx).client().request("DELETE", f"/api/v1/nodes/{name}")
+    print(f"node {name!r} deleted")
+
+
+@security_app.command("status")
+def security_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """CA, certificates and audit chain health."""
+    status = SecurityStatus.model_validate(
+        state(ctx).client().request("GET", "/api/v1/security/status")
+    )
+    if json_out:
+        print_json(status)
+        return
+    print(f"network        {status.network}")
+    print(f"CA fingerprint {status.ca_fingerprint}")
+    print(f"CA valid until {status.ca_not_after:%Y-%m-%d}")
+    print(f"nodes          {status.nodes_active} active, {status.nodes_revoked} revoked")
+    print(
+        f"audit chain    {'intact' if status.audit_chain_ok else 'BROKEN'} ({status.audit_events} events)"
+    )
+    rows = [
+        [
+            c.subject,
+            c.role.value,
+            c.serial[:12],
+            f"{c.not_after:%Y-%m-%d %H:%M}",
+            "yes" if c.revoked else "no",
+        ]
+        for c in status.certificates
+    ]
+    print_table("certificates", ["subject", "role", "serial", "expires (UTC)", "revoked"], rows)
+
+
+@monitoring_app.command("logs")
+def monitoring_logs(
+    ctx: typer.Context,
+    after: Annotated[int, typer.Option(help="Only events after this sequence number.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 200,
+    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show the tamper-evident audit log."""
+    params = {"after": after, "limit": limit, "verify": verify}
+    page = state(ctx).client().request("GET", "/api/v1/monitoring/logs", params=params)
+    events = [AuditEvent.model_validate(e) for e in page["events"]]
+    if json_out:
+        print_json(page)
+    else:
+        rows = [
+            [e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.target, e.outcome, e.detail]
+            for e in events
+        ]
+        print_table(
+            "audit log",
+            ["seq", "time (UTC)", "actor", "action", "target", "outcome", "detail"],
+            rows,
+        )
+    if verify:
+        if not page["chain_ok"]:
+            fail(f"audit chain broken at event {page['first_bad_seq']}: the log was altered", 3)
+        if not json_out:
+            print("audit chain verified: intact")

@@ -1,0 +1,196 @@
+"""Entry point of the ``ztos`` command (and ``ztosd``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ztos.cli import admin
+from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
+from ztos.client import enroll_host
+from ztos.controller import Controller, initialise_network
+from ztos.directory import open_store
+from ztos.enroll.identity_dir import IdentityDir
+from ztos.enroll.profile import load_profile
+from ztos.errors import ZtosError
+
+DEFAULT_DB = Path("/var/lib/ztos/controller/directory.db")
+DEFAULT_AGENT_STATE = Path("/var/lib/ztos/agent")
+
+app = typer.Typer(
+    name="ztos",
+    help="ZTOS: zero trust overlay network. Enrol hosts, manage identities, run the controller.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+controller_app = typer.Typer(help="Run the controller.", no_args_is_help=True)
+app.add_typer(controller_app, name="controller")
+app.add_typer(admin.token_app, name="token")
+app.add_typer(admin.node_app, name="node")
+app.add_typer(admin.security_app, name="security")
+app.add_typer(admin.monitoring_app, name="monitoring")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    controller: Annotated[
+        str | None,
+        typer.Option(
+            "--controller", envvar="ZTOS_CONTROLLER", help="Controller URL (overrides config)."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = CliState(controller=controller)
+
+
+def pki_dir_for(db: Path, pki_dir: Path | None) -> Path:
+    return pki_dir or db.parent / "pki"
+
+
+@app.command("init")
+def init(
+    ctx: typer.Context,
+    db: Annotated[Path, typer.Option(help="Directory database file to create.")] = DEFAULT_DB,
+    pki_dir: Annotated[
+        Path | None, typer.Option(help="Where the CA lives (default: beside --db).")
+    ] = None,
+    network: Annotated[str, typer.Option(help="Network name.")] = "default",
+    controller_url: Annotated[
+        list[str] | None,
+        typer.Option("--controller-url", help="URL hosts use to reach the controller (repeat)."),
+    ] = None,
+    cert_ttl: Annotated[str, typer.Option(help="Lifetime of node certificates.")] = "24h",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a network: CA, overlay prefixes, first admin identity in $ZTOS_HOME."""
+    home = state(ctx).home
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(str(db))
+    try:
+        net = initialise_network(
+            store, pki_dir_for(db, pki_dir), IdentityDir(home), network, parse_duration(cert_ttl)
+        )
+    finally:
+        store.close()
+    urls = controller_url or ["https://localhost:8443"]
+    (home / "config.yaml").write_text("controllers:\n" + "".join(f"  - {u}\n" for u in urls))
+    summary = {
+        "network": net.name,
+        "ula_prefix": str(net.ula_prefix),
+        "ipv4_prefix": str(net.ipv4_prefix),
+        "db": str(db),
+        "admin_home": str(home),
+        "controllers": urls,
+    }
+    if json_out:
+        print_json(summary)
+        return
+    print(f"network {net.name!r} created: overlay {net.ula_prefix}, IPv4 {net.ipv4_prefix}")
+    print(f"admin identity written to {home}; start the controller with:")
+    print(f"  ztos controller serve --db {db} --listen [::]:8443")
+
+
+@controller_app.command("serve")
+def controller_serve(
+    db: Annotated[Path, typer.Option(help="Directory database file.")] = DEFAULT_DB,
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "[::]:8443",
+    pki_dir: Annotated[
+        Path | None, typer.Option(help="Where the CA lives (default: beside --db).")
+    ] = None,
+    san: Annotated[
+        list[str] | None, typer.Option("--san", help="Extra TLS name/address (repeat).")
+    ] = None,
+    url: Annotated[
+        list[str] | None, typer.Option("--url", help="URL written into profiles (repeat).")
+    ] = None,
+) -> None:
+    """Serve the controller API over mutually authenticated TLS."""
+    from ztos.api.server import parse_listen, serve
+
+    if not db.exists():
+        fail(f"no directory at {db}: run 'ztos init --db {db}' first")
+    host, port = parse_listen(listen)
+    names = list(san or [])
+    if host not in ("::", "0.0.0.0"):  # noqa: S104 - comparing, not binding
+        names.append(host)
+    urls = url or [f"https://{_url_host(n)}:{port}" for n in (names or ["localhost"])]
+    controller = Controller.open(open_store(str(db)), pki_dir_for(db, pki_dir), urls)
+    controller.network()
+    serve(controller, pki_dir_for(db, pki_dir), listen, names)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@app.command("enroll")
+def enroll(
+    profile: Annotated[Path, typer.Option(help="Profile YAML handed to this host.")],
+    state_dir: Annotated[
+        Path, typer.Option(help="Where this host keeps its identity.")
+    ] = DEFAULT_AGENT_STATE,
+    endpoint: Annotated[
+        list[str] | None, typer.Option(help="Underlay endpoint ADDR:PORT (repeat).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Enrol this host with a profile (zero-touch; safe to re-run)."""
+    outcome = enroll_host(load_profile(profile), IdentityDir(state_dir), endpoint or [])
+    if json_out:
+        node = outcome.response.node if outcome.response else None
+        print_json(
+            {
+                "already_enrolled": outcome.already_enrolled,
+                "name": outcome.identity_name,
+                "node": node.model_dump(mode="json") if node else None,
+            }
+        )
+    elif outcome.already_enrolled:
+        print(
+            f"already enrolled as {outcome.identity_name!r} (state in {state_dir}); nothing to do"
+        )
+    else:
+        node = outcome.response.node if outcome.response else None
+        where = f": overlay {node.overlay_ipv6}, {node.overlay_ipv4}" if node else ""
+        print(f"enrolled as {outcome.identity_name!r}{where}")
+
+
+def main() -> None:
+    """Run the CLI, turning every ZTOS error into one line and a non-zero exit."""
+    try:
+        app(standalone_mode=False)
+    except ZtosError as exc:
+        fail(f"{exc.detail} [{exc.code}]", 1 if not exc.retry else 4)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        fail("aborted", 130)
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        handle_usage_error(exc)
+
+
+def handle_usage_error(exc: Exception) -> None:
+    import click
+
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        sys.exit(exc.exit_code)
+    raise exc
+
+
+def agent_main() -> None:
+    sys.argv[1:1] = ["agent", "run"]
+    main()
+
+
+__all__ = ["app", "main", "ztos_home"]

@@ -1,0 +1,169 @@
+"""The controller API client used by the CLI and the agent.
+
+One seam for all HTTP: ``ApiClient.request`` tries each controller URL in
+turn, authenticates with the identity's client certificate, verifies the
+controller against the pinned CA, and turns every failure into the ZTOS
+error tree (``{"error", "detail"}`` bodies become the matching exception).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ztos import errors, pki
+from ztos.enroll.identity_dir import IdentityDir
+from ztos.enroll.profile import Profile
+from ztos.enroll.server import EnrollRequest, EnrollResponse
+
+STATUS_ERRORS: dict[int, type[errors.ZtosError]] = {
+    400: errors.InvalidInput,
+    401: errors.Unauthenticated,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.InvalidInput,
+    422: errors.InvalidInput,
+    503: errors.Unreachable,
+}
+
+
+def tls_context(ca_file: Path, identity: IdentityDir | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if identity is not None and identity.is_enrolled():
+        context.load_cert_chain(str(identity.tls_cert), str(identity.tls_key))
+    return context
+
+
+def error_from_response(response: httpx.Response) -> errors.ZtosError:
+    try:
+        body = response.json()
+        code, detail = str(body["error"]), str(body["detail"])
+    except (ValueError, KeyError, TypeError):
+        code, detail = f"http_{response.status_code}", response.text[:200]
+    cls = STATUS_ERRORS.get(response.status_code, errors.ZtosError)
+    return cls(detail, code=code)
+
+
+@dataclass
+class ApiClient:
+    urls: list[str]
+    context: ssl.SSLContext | bool
+    timeout: float = 10.0
+
+    @classmethod
+    def for_identity(
+        cls, urls: list[str], identity: IdentityDir, timeout: float = 10.0
+    ) -> ApiClient:
+        return cls(urls, tls_context(identity.ca_cert, identity), timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        last: errors.ZtosError = errors.Unreachable("no controller URL configured")
+        for url in self.urls:
+            try:
+                with httpx.Client(verify=self.context, timeout=timeout or self.timeout) as http:
+                    response = http.request(
+                        method, url.rstrip("/") + path, json=json, params=params
+                    )
+            except httpx.ConnectError as exc:
+                last = _connect_error(url, exc)
+                if isinstance(last, errors.Unreachable):
+                    continue
+                raise last from exc
+            except httpx.TransportError as exc:
+                last = errors.Unreachable(f"controller {url}: {exc}")
+                continue
+            if response.status_code >= 400:
+                raise error_from_response(response)
+            return response.json() if response.content else None
+        raise last
+
+
+def _connect_error(url: str, exc: httpx.ConnectError) -> errors.ZtosError:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return errors.PkiError(
+            f"controller {url} presented a certificate not issued by the pinned CA"
+        )
+    if "SSL" in text or "alert" in text.lower():
+        return errors.Unauthenticated(
+            f"controller {url} refused the TLS handshake (client certificate not issued "
+            f"by this network's CA, or expired): {text}"
+        )
+    return errors.Unreachable(f"cannot reach controller {url}: {text}")
+
+
+def fetch_pinned_ca(urls: list[str], fingerprint: str, timeout: float = 10.0) -> str:
+    """Fetch the CA certificate and accept it only if it matches the pinned fingerprint."""
+    body = ApiClient(urls, False, timeout).request("GET", "/api/v1/ca")
+    cert = pki.cert_from_pem(body["ca_pem"])
+    actual = pki.fingerprint(cert)
+    if actual != fingerprint:
+        raise errors.FingerprintMismatch(
+            f"the controller's CA fingerprint is {actual}, but the profile pins {fingerprint}: "
+            "wrong controller, or someone in the middle"
+        )
+    return str(body["ca_pem"])
+
+
+def verify_profile_signature(profile: Profile, ca_pem: str) -> None:
+    signature = profile.signature_bytes()
+    if not pki.verify_blob(pki.cert_from_pem(ca_pem), profile.signed_bytes(), signature):
+        raise errors.InvalidInput(
+            "profile signature does not verify with the network CA: "
+            "the profile was altered after the controller issued it"
+        )
+
+
+@dataclass(frozen=True)
+class EnrolOutcome:
+    already_enrolled: bool
+    identity_name: str
+    response: EnrollResponse | None
+
+
+def enroll_host(
+    profile: Profile,
+    identity: IdentityDir,
+    endpoints: list[str] | None = None,
+    listen_port: int = 51820,
+    underlay_mtu: int = 1500,
+) -> EnrolOutcome:
+    """Zero-touch enrolment; a no-op on a host that already holds a certificate."""
+    if identity.is_enrolled():
+        name = pki.identity_of(identity.certificate()).name
+        return EnrolOutcome(True, name, identity.load_enrolment())
+    ca_pem = fetch_pinned_ca(profile.controllers, profile.ca_fingerprint)
+    verify_profile_signature(profile, ca_pem)
+    identity.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    identity.ca_cert.write_text(ca_pem)
+    key = identity.ensure_tls_key()
+    csr = pki.make_csr(key, profile.node_name)
+    request = EnrollRequest(
+        token=profile.token,
+        node_name=profile.node_name,
+        csr_pem=csr.public_bytes(Encoding.PEM).decode(),
+        wg_public_key=identity.ensure_wg_public_key() if profile.role.value == "node" else None,
+        endpoints=endpoints or [],
+        listen_port=listen_port,
+        underlay_mtu=underlay_mtu,
+    )
+    client = ApiClient(profile.controllers, tls_context(identity.ca_cert, None))
+    body = client.request("POST", "/api/v1/enroll", json=request.model_dump(mode="json"))
+    response = EnrollResponse.model_validate(body)
+    identity.store_enrolment(response)
+    return EnrolOutcome(False, profile.node_name, response)

@@ -1,0 +1,306 @@
+"""The controller's service layer: one owner for writes that span subsystems.
+
+The API is a thin HTTP skin over ``Controller``; every method here validates,
+writes the directory in one transaction and records an audit event, so the
+same behaviour is reachable from tests without HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from pydantic import BaseModel
+
+from ztos import addressing, pki
+from ztos.audit import AuditDraft, verify_chain
+from ztos.directory import Change, Store
+from ztos.enroll import server as enroll_server
+from ztos.enroll.identity_dir import IdentityDir
+from ztos.enroll.profile import Profile
+from ztos.errors import Conflict, Forbidden, NotFound, Unauthenticated, ZtosError
+from ztos.model import (
+    AuditEvent,
+    CertificateRecord,
+    Network,
+    Node,
+    NodeStatus,
+    Role,
+    Token,
+    User,
+    utcnow,
+)
+
+Clock = Callable[[], datetime]
+
+
+class TokenCreated(BaseModel):
+    token: str
+    id: str
+    node_name: str
+    role: Role
+    expires_at: datetime
+    profile: Profile
+
+
+class CertificateStatus(BaseModel):
+    serial: str
+    subject: str
+    role: Role
+    not_after: datetime
+    revoked: bool
+
+
+class SecurityStatus(BaseModel):
+    network: str
+    ca_fingerprint: str
+    ca_not_after: datetime
+    nodes_active: int
+    nodes_revoked: int
+    certificates: list[CertificateStatus]
+    audit_chain_ok: bool
+    audit_events: int
+
+
+@dataclass
+class Controller:
+    store: Store
+    ca: pki.CertificateAuthority
+    controller_urls: list[str]
+    clock: Clock = utcnow
+
+    @classmethod
+    def open(cls, store: Store, pki_dir: Path, controller_urls: list[str]) -> Controller:
+        return cls(store, pki.CertificateAuthority.load(pki_dir), controller_urls)
+
+    def network(self) -> Network:
+        network = self.store.get(Network, "default")
+        if network is None:
+            raise NotFound("the directory has no network: run 'ztos init' first")
+        return network
+
+    # -- identities --------------------------------------------------------
+
+    def authenticate(self, cert: x509.Certificate | None) -> pki.Identity:
+        """Map a TLS client certificate to an identity, checking CA and revocation."""
+        if cert is None:
+            raise Unauthenticated("a client certificate issued by this network's CA is required")
+        self.ca.verify_issued(cert)
+        identity = pki.identity_of(cert)
+        record = self.store.get(CertificateRecord, identity.serial)
+        if record is None:
+            raise Unauthenticated(f"certificate {identity.serial} is unknown to this directory")
+        if record.revoked_at is not None:
+            raise Unauthenticated(
+                f"certificate {identity.serial} ({identity.name}) was revoked at "
+                f"{record.revoked_at.isoformat()}",
+                code="certificate_revoked",
+            )
+        return identity
+
+    @staticmethod
+    def authorize(identity: pki.Identity, allowed: frozenset[Role]) -> None:
+        if identity.role not in allowed:
+            wanted = " or ".join(sorted(role.value for role in allowed))
+            raise Forbidden(
+                f"{identity.role.value} {identity.name!r} may not do this; needs {wanted}"
+            )
+
+    # -- tokens and enrolment ------------------------------------------------
+
+    def create_token(self, actor: str, request: enroll_server.TokenRequest) -> TokenCreated:
+        with self.store.transaction() as tx:
+            token, secret = enroll_server.issue_token(tx, request, actor, self.clock())
+        profile = self._signed_profile(token, secret)
+        return TokenCreated(
+            token=secret,
+            id=token.id,
+            node_name=token.node_name,
+            role=token.role,
+            expires_at=token.expires_at,
+            profile=profile,
+        )
+
+    def _signed_profile(self, token: Token, secret: str) -> Profile:
+        profile = Profile(
+            network=self.network().name,
+            controllers=self.controller_urls,
+            ca_fingerprint=self.ca.fingerprint,
+            token=secret,
+            node_name=token.node_name,
+            role=token.role,
+            tenants=token.tenants,
+            attributes=token.attributes,
+        )
+        signature = pki.sign_blob(self.ca.key, profile.signed_bytes())
+        return profile.model_copy(update={"signature": _b64(signature)})
+
+    def enroll(
+        self, request: enroll_server.EnrollRequest, source: str
+    ) -> enroll_server.EnrollResponse:
+        network = self.network()
+        try:
+            with self.store.transaction() as tx:
+                return enroll_server.redeem(tx, self.ca, network, request, self.clock())
+        except ZtosError as exc:
+            self._audit(
+                f"enrollee:{request.node_name}@{source}",
+                "enroll",
+                f"node:{request.node_name}",
+                "refused",
+                f"{exc.code}: {exc.detail}",
+            )
+            raise
+
+    def renew(self, identity: pki.Identity, csr_pem: str) -> str:
+        """Issue a fresh certificate for the same identity (and WireGuard key)."""
+        csr = pki.load_csr(csr_pem)
+        key = enroll_server.csr_public_key(csr)
+        ttl = timedelta(seconds=self.network().cert_ttl_seconds)
+        cert = self.ca.issue_client(key, identity.name, identity.role, ttl, identity.wg_public_key)
+        with self.store.transaction() as tx:
+            tx.create(enroll_server.certificate_record(cert))
+            node = tx.get(Node, identity.name) if identity.role is Role.NODE else None
+            if node is not None:
+                node.cert_serial = pki.serial_hex(cert)
+                tx.put(node)
+            tx.audit(AuditDraft(actor_of(identity), "certificate.renew", pki.serial_hex(cert)))
+        return pki.cert_to_pem(cert)
+
+    # -- nodes --------------------------------------------------------------
+
+    def list_nodes(self) -> list[Node]:
+        return sorted(self.store.list(Node), key=lambda node: node.name)
+
+    def get_node(self, name: str) -> Node:
+        node = self.store.get(Node, name)
+        if node is None:
+            raise NotFound(f"no node named {name!r}")
+        return node
+
+    def revoke_node(self, actor: str, name: str, reason: str) -> Node:
+        now = self.clock()
+        with self.store.transaction() as tx:
+            node = tx.get(Node, name)
+            if node is None:
+                raise NotFound(f"no node named {name!r}")
+            node.status = NodeStatus.REVOKED
+            tx.put(node)
+            for record in tx.list(CertificateRecord):
+                if (
+                    record.subject == name
+                    and record.role is Role.NODE
+                    and record.revoked_at is None
+                ):
+                    record.revoked_at, record.revoke_reason = now, reason
+                    tx.put(record)
+            tx.audit(AuditDraft(actor, "node.revoke", f"node:{name}", detail=reason))
+        return node
+
+    def delete_node(self, actor: str, name: str) -> None:
+        """Forget a node. Its certificates are revoked first so it cannot come back."""
+        self.revoke_node(actor, name, "deleted")
+        with self.store.transaction() as tx:
+            tx.delete(Node, name)
+            tx.audit(AuditDraft(actor, "node.delete", f"node:{name}"))
+
+    # -- security and monitoring ----------------------------------------------
+
+    def revoked_serials(self) -> list[tuple[str, datetime]]:
+        return [
+            (record.serial, record.revoked_at)
+            for record in self.store.list(CertificateRecord)
+            if record.revoked_at is not None
+        ]
+
+    def crl_pem(self) -> str:
+        crl = self.ca.crl(self.revoked_serials(), timedelta(hours=1))
+        return crl.public_bytes(Encoding.PEM).decode()
+
+    def security_status(self) -> SecurityStatus:
+        nodes = self.store.list(Node)
+        events = self.audit_log(0, 1_000_000)
+        now = self.clock()
+        certificates = [
+            CertificateStatus(
+                serial=r.serial,
+                subject=r.subject,
+                role=r.role,
+                not_after=r.not_after,
+                revoked=r.revoked_at is not None,
+            )
+            for r in self.store.list(CertificateRecord)
+            if r.not_after > now
+        ]
+        return SecurityStatus(
+            network=self.network().name,
+            ca_fingerprint=self.ca.fingerprint,
+            ca_not_after=self.ca.cert.not_valid_after_utc,
+            nodes_active=sum(n.status is NodeStatus.ACTIVE for n in nodes),
+            nodes_revoked=sum(n.status is NodeStatus.REVOKED for n in nodes),
+            certificates=sorted(certificates, key=lambda c: (c.subject, c.not_after)),
+            audit_chain_ok=verify_chain(events) is None,
+            audit_events=len(events),
+        )
+
+    def audit_log(self, after_seq: int, limit: int) -> list[AuditEvent]:
+        return self.store.audit_events(after_seq, limit)
+
+    def changes(self, since_rev: int, limit: int = 1000) -> list[Change]:
+        return self.store.changes(since_rev, limit)
+
+    def _audit(self, actor: str, action: str, target: str, outcome: str, detail: str) -> None:
+        with self.store.transaction() as tx:
+            tx.audit(AuditDraft(actor, action, target, outcome, detail))
+
+    def audit_refusal(self, actor: str, action: str, target: str, detail: str) -> None:
+        self._audit(actor, action, target, "refused", detail)
+
+
+def actor_of(identity: pki.Identity) -> str:
+    return f"{identity.role.value}:{identity.name}"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def initialise_network(
+    store: Store,
+    pki_dir: Path,
+    admin: IdentityDir,
+    network_name: str,
+    cert_ttl_seconds: int,
+    admin_name: str = "admin",
+) -> Network:
+    """Create a network: CA, random prefixes, and the first admin identity."""
+    if store.get(Network, "default") is not None:
+        raise Conflict("this directory already holds a network; refusing to initialise it again")
+    ca = pki.CertificateAuthority.create(pki_dir, network_name)
+    network = Network(
+        name=network_name,
+        ula_prefix=addressing.random_ula_prefix(),
+        ipv4_prefix=addressing.random_ipv4_prefix(),
+        cert_ttl_seconds=cert_ttl_seconds,
+    )
+    key = admin.ensure_tls_key()
+    cert = ca.issue_client(key.public_key(), admin_name, Role.ADMIN, timedelta(days=365))
+    with store.transaction() as tx:
+        tx.create(network)
+        tx.create(enroll_server.certificate_record(cert))
+        tx.put(User(name=admin_name, roles=[Role.ADMIN]))
+        tx.audit(
+            AuditDraft(
+                "cli:init",
+                "network.init",
+                f"network:{network_name}",
+                detail=str(network.ula_prefix),
+            )
+        )
+    admin.store_certificate(pki.cert_to_pem(cert), pki.cert_to_pem(ca.cert))
+    return network

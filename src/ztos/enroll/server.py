@@ -1,0 +1,200 @@
+"""Controller side of enrolment: issue tokens, redeem them for an identity.
+
+Both functions run inside one directory transaction, so an enrolment either
+writes the node, its certificate record, the used token and the audit event
+together, or nothing at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from pydantic import BaseModel, ConfigDict, Field
+
+from ztos import addressing, pki
+from ztos.audit import AuditDraft
+from ztos.directory import Transaction
+from ztos.enroll import tokens
+from ztos.errors import Conflict, InvalidInput
+from ztos.model import (
+    Attributes,
+    CertificateRecord,
+    Endpoint,
+    Name,
+    Network,
+    Node,
+    NodeStatus,
+    Role,
+    Token,
+    User,
+    WgKey,
+)
+
+MAX_TOKEN_TTL = timedelta(days=30)
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node_name: Name
+    role: Role = Role.NODE
+    tenants: list[Name] = Field(default_factory=list)
+    attributes: Attributes = Field(default_factory=dict)
+    ttl_seconds: int = Field(default=3600, ge=60, le=int(MAX_TOKEN_TTL.total_seconds()))
+
+
+class EnrollRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=10, max_length=200)
+    node_name: Name
+    csr_pem: str = Field(max_length=8192)
+    wg_public_key: WgKey | None = None
+    endpoints: list[Endpoint] = Field(default_factory=list, max_length=16)
+    listen_port: int = Field(default=51820, ge=1, le=65535)
+    underlay_mtu: int = Field(default=1500, ge=1280, le=65535)
+
+
+class NetworkInfo(BaseModel):
+    name: str
+    ula_prefix: ipaddress.IPv6Network
+    ipv4_prefix: ipaddress.IPv4Network
+    domain: str
+
+
+class EnrollResponse(BaseModel):
+    certificate_pem: str
+    ca_pem: str
+    network: NetworkInfo
+    node: Node | None = None
+
+
+def network_info(network: Network) -> NetworkInfo:
+    return NetworkInfo(
+        name=network.name,
+        ula_prefix=network.ula_prefix,
+        ipv4_prefix=network.ipv4_prefix,
+        domain=network.domain,
+    )
+
+
+def issue_token(
+    tx: Transaction, request: TokenRequest, actor: str, now: datetime
+) -> tuple[Token, str]:
+    """Store a new token (hashed) and return it with its one-time plaintext."""
+    parts = tokens.new_token_parts()
+    token = Token(
+        id=parts.id,
+        secret_sha256=tokens.hash_secret(parts.secret),
+        node_name=request.node_name,
+        role=request.role,
+        tenants=request.tenants,
+        attributes=request.attributes,
+        created_by=actor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=request.ttl_seconds),
+    )
+    tx.create(token)
+    tx.audit(AuditDraft(actor, "token.create", f"token:{token.id}", detail=_token_detail(token)))
+    return token, tokens.format_token(parts)
+
+
+def _token_detail(token: Token) -> str:
+    return f"for {token.role.value} {token.node_name}, expires {token.expires_at.isoformat()}"
+
+
+def redeem(
+    tx: Transaction,
+    ca: pki.CertificateAuthority,
+    network: Network,
+    request: EnrollRequest,
+    now: datetime,
+) -> EnrollResponse:
+    """Check the token, issue the certificate, record the identity. Raises on refusal."""
+    parts = tokens.parse_token(request.token)
+    token = tokens.check_token(tx.get(Token, parts.id), parts, request.node_name, now)
+    csr = pki.load_csr(request.csr_pem)
+    _check_csr_subject(csr, request.node_name)
+    ttl = timedelta(seconds=network.cert_ttl_seconds)
+    node = None
+    if token.role is Role.NODE:
+        node = _new_node(tx, network, token, request)
+        cert = ca.issue_client(
+            csr_public_key(csr), token.node_name, token.role, ttl, node.wg_public_key
+        )
+        node.cert_serial = pki.serial_hex(cert)
+        tx.put(node)
+    else:
+        cert = ca.issue_client(csr_public_key(csr), token.node_name, token.role, ttl)
+        tx.put(User(name=token.node_name, roles=[token.role], attributes=token.attributes))
+    tx.create(certificate_record(cert))
+    token.used_at = now
+    tx.put(token)
+    tx.audit(
+        AuditDraft(
+            f"token:{token.id}",
+            "enroll",
+            f"{token.role.value}:{token.node_name}",
+            detail=f"certificate {pki.serial_hex(cert)} until {cert.not_valid_after_utc}",
+        )
+    )
+    return EnrollResponse(
+        certificate_pem=pki.cert_to_pem(cert),
+        ca_pem=pki.cert_to_pem(ca.cert),
+        network=network_info(network),
+        node=node,
+    )
+
+
+def _check_csr_subject(csr: x509.CertificateSigningRequest, node_name: str) -> None:
+    names = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    if not names or names[0].value != node_name:
+        raise InvalidInput(f"CSR subject must be CN={node_name}, the name being enrolled")
+
+
+def csr_public_key(
+    csr: x509.CertificateSigningRequest,
+) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
+    key = csr.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)  # load_csr checked
+    return key
+
+
+def _new_node(tx: Transaction, network: Network, token: Token, request: EnrollRequest) -> Node:
+    if request.wg_public_key is None:
+        raise InvalidInput(
+            "wg_public_key: a node enrolment must carry the host's WireGuard public key"
+        )
+    nodes = tx.list(Node)
+    existing = next((n for n in nodes if n.name == token.node_name), None)
+    if existing is not None and existing.status is NodeStatus.ACTIVE:
+        raise Conflict(f"node {token.node_name!r} is already enrolled; revoke or delete it first")
+    if any(n.wg_public_key == request.wg_public_key for n in nodes if n.name != token.node_name):
+        raise Conflict("this WireGuard public key already belongs to another node")
+    taken = [n.overlay_ipv4 for n in nodes if n.name != token.node_name]
+    return Node(
+        name=token.node_name,
+        role=token.role,
+        wg_public_key=request.wg_public_key,
+        overlay_ipv6=addressing.overlay_ipv6(network.ula_prefix, request.wg_public_key),
+        overlay_ipv4=addressing.allocate_ipv4(network.ipv4_prefix, taken),
+        endpoints=request.endpoints,
+        listen_port=request.listen_port,
+        underlay_mtu=request.underlay_mtu,
+        tenants=token.tenants,
+        attributes=token.attributes,
+        cert_serial="0",
+    )
+
+
+def certificate_record(cert: x509.Certificate) -> CertificateRecord:
+    identity = pki.identity_of(cert)
+    return CertificateRecord(
+        serial=identity.serial,
+        subject=identity.name,
+        role=identity.role,
+        fingerprint_sha256=pki.fingerprint(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
