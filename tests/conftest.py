@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from harness import RunningController, start_controller
 
 _skipped: list[str] = []
 
@@ -36,3 +40,13 @@ def require_root_tools(*tools: str) -> None:
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)} (run make deps)")
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Iterator[RunningController]:
+    """A real controller process (TLS, loopback) with a fresh network and admin."""
+    running = start_controller(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -20,6 +20,7 @@ Semantics every back end must honour (the contract tests in
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -73,9 +74,9 @@ class Store(Protocol):
 
     def revision(self) -> int: ...
 
-    def changes(self, since_rev: int, limit: int = 1000) -> list[Change]: ...
+    def changes(self, since_rev: int, limit: int = 1000) -> builtins.list[Change]: ...
 
-    def audit_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]: ...
+    def audit_events(self, after_seq: int = 0, limit: int = 1000) -> builtins.list[AuditEvent]: ...
 
     def close(self) -> None: ...
 

@@ -1,0 +1,5 @@
+"""``python -m ztos`` runs the CLI."""
+
+from ztos.cli.main import main
+
+main()

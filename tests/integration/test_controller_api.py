@@ -1,0 +1,176 @@
+"""The foundation end to end: a real controller process over TLS on loopback,
+the real CLI, real mTLS clients, and every kind of bad input refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from harness import RunningController, admin_client, node_client
+from ztos import errors, pki
+from ztos.client import ApiClient
+from ztos.enroll.identity_dir import IdentityDir
+from ztos.keys import generate_wg_keypair
+from ztos.model import Role
+
+
+def make_profile(controller: RunningController, tmp_path: Path, name: str) -> Path:
+    profile = tmp_path / f"{name}.yaml"
+    controller.ztos("token", "create", "--name", name, "--ttl", "10m", "--profile-out", str(profile))
+    return profile
+
+
+def enroll(controller: RunningController, profile: Path, state: Path) -> Any:
+    return controller.ztos("enroll", "--profile", str(profile), "--state-dir", str(state), check=False)
+
+
+def one_line_error(result: Any) -> str:
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return str(lines[0])
+
+
+def test_enrol_list_revoke_and_refuse(controller: RunningController, tmp_path: Path) -> None:
+    profile = make_profile(controller, tmp_path, "host1")
+    state = tmp_path / "host1"
+    assert enroll(controller, profile, state).returncode == 0
+    assert "already enrolled" in enroll(controller, profile, state).stdout
+
+    nodes = json.loads(controller.ztos("node", "list", "--json").stdout)
+    assert [n["name"] for n in nodes] == ["host1"]
+    assert nodes[0]["status"] == "active"
+
+    host = node_client(controller, state)
+    assert host.request("GET", "/api/v1/watch", params={"since": 0, "timeout": 0})["revision"] > 0
+    with pytest.raises(errors.Forbidden, match="needs admin"):
+        host.request("GET", "/api/v1/nodes")
+
+    controller.ztos("node", "revoke", "host1", "--reason", "lost laptop")
+    with pytest.raises(errors.Unauthenticated) as refused:
+        host.request("GET", "/api/v1/watch", params={"since": 0, "timeout": 0})
+    assert refused.value.code == "certificate_revoked"
+
+    again = tmp_path / "host1-again"
+    assert "already used" in one_line_error(enroll(controller, profile, again))
+    status = json.loads(controller.ztos("security", "status", "--json").stdout)
+    assert status["nodes_revoked"] == 1 and status["audit_chain_ok"]
+
+    log = json.loads(controller.ztos("monitoring", "logs", "--verify", "--json").stdout)
+    actions = [(e["action"], e["outcome"]) for e in log["events"]]
+    assert ("enroll", "ok") in actions and ("node.revoke", "ok") in actions
+    assert ("enroll", "refused") in actions and ("api.call", "refused") in actions
+    assert log["chain_ok"] is True
+
+
+def test_tampered_truncated_and_mispinned_profiles(controller: RunningController, tmp_path: Path) -> None:
+    profile = make_profile(controller, tmp_path, "host2")
+    data = yaml.safe_load(profile.read_text())
+    cases = {
+        "tampered": ({**data, "node_name": "host9"}, "altered"),
+        "mispinned": ({**data, "ca_fingerprint": "0" * 64}, "fingerprint"),
+    }
+    for label, (body, message) in cases.items():
+        path = tmp_path / f"{label}.yaml"
+        path.write_text(yaml.safe_dump(body))
+        assert message in one_line_error(enroll(controller, path, tmp_path / label))
+    truncated = tmp_path / "truncated.yaml"
+    truncated.write_text(profile.read_text()[:120])
+    assert "truncated.yaml" in one_line_error(enroll(controller, truncated, tmp_path / "t"))
+    assert enroll(controller, profile, tmp_path / "host2").returncode == 0, "original still usable"
+
+
+def enroll_body(controller: RunningController, name: str, token_name: str | None = None) -> dict[str, Any]:
+    created = admin_client(controller).request(
+        "POST", "/api/v1/tokens", json={"node_name": token_name or name, "ttl_seconds": 600}
+    )
+    csr = pki.make_csr(pki.generate_private_key(), name).public_bytes(Encoding.PEM).decode()
+    return {
+        "token": created["token"],
+        "node_name": name,
+        "csr_pem": csr,
+        "wg_public_key": generate_wg_keypair().public_key,
+    }
+
+
+def post_enroll(controller: RunningController, body: Any, **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{controller.url}/api/v1/enroll", json=body, verify=False, timeout=10, **kwargs)
+
+
+def test_enrolment_bad_inputs_change_nothing(controller: RunningController) -> None:
+    before = len(admin_client(controller).request("GET", "/api/v1/nodes"))
+    wrong_name = post_enroll(controller, enroll_body(controller, "host3", token_name="host4"))
+    assert wrong_name.status_code == 403 and wrong_name.json()["error"] == "token_wrong_name"
+
+    body = enroll_body(controller, "host5")
+    der = bytearray(pki.load_csr(body["csr_pem"]).public_bytes(Encoding.DER))
+    der[-1] ^= 1
+    body["csr_pem"] = x509.load_der_x509_csr(bytes(der)).public_bytes(Encoding.PEM).decode()
+    bad_csr = post_enroll(controller, body)
+    assert bad_csr.status_code == 400 and "proof of possession" in bad_csr.json()["detail"]
+
+    malformed = httpx.post(
+        f"{controller.url}/api/v1/enroll",
+        content=b"{not json",
+        verify=False,
+        headers={"content-type": "application/json"},
+    )
+    assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
+    invalid = post_enroll(controller, {**enroll_body(controller, "host6"), "node_name": "Bad_Name"})
+    assert invalid.status_code == 422 and "node_name" in invalid.json()["detail"]
+    huge = httpx.post(f"{controller.url}/api/v1/enroll", content=b"x" * 200_000, verify=False)
+    assert huge.status_code == 413 and huge.json()["error"] == "body_too_large"
+    assert len(admin_client(controller).request("GET", "/api/v1/nodes")) == before
+    # the token of the refused CSR was not consumed: it still enrols with a good CSR
+    retry = enroll_body(controller, "host5")
+    retry["token"] = body["token"]
+    assert post_enroll(controller, retry).status_code == 200
+
+
+def test_foreign_ca_certificate_is_refused_at_tls(controller: RunningController, tmp_path: Path) -> None:
+    rogue = pki.CertificateAuthority.create(tmp_path / "rogue", "rogue")
+    identity = IdentityDir(tmp_path / "rogue-admin")
+    key = identity.ensure_tls_key()
+    cert = rogue.issue_client(key.public_key(), "admin", Role.ADMIN, timedelta(hours=1))
+    identity.store_certificate(pki.cert_to_pem(cert), (controller.home / "ca.crt").read_text())
+    client = ApiClient.for_identity([controller.url], identity)
+    with pytest.raises((errors.Unauthenticated, errors.Unreachable)):
+        client.request("GET", "/api/v1/nodes")
+    unauthenticated = httpx.get(f"{controller.url}/api/v1/nodes", verify=False)
+    assert unauthenticated.status_code == 401 and unauthenticated.json()["error"] == "unauthenticated"
+
+
+def test_watch_long_poll_wakes_on_change(controller: RunningController) -> None:
+    admin = admin_client(controller)
+    revision = admin.request("GET", "/api/v1/watch", params={"since": 0, "timeout": 0})["revision"]
+    timer = threading.Timer(
+        0.5, lambda: admin.request("POST", "/api/v1/tokens", json={"node_name": "later", "ttl_seconds": 600})
+    )
+    started = time.monotonic()
+    timer.start()
+    result = admin.request("GET", "/api/v1/watch", params={"since": revision, "timeout": 10})
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert 0.4 < elapsed < 5
+    assert [c["kind"] for c in result["changes"]] == ["token"]
+    assert result["changes"][0]["data"] is None, "token hashes are never sent"
+
+
+def test_foreign_directory_file_refused(controller: RunningController, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.db"
+    foreign.write_bytes(b"definitely not sqlite" * 100)
+    result = controller.ztos(
+        "controller", "serve", "--db", str(foreign), "--listen", "127.0.0.1:1", check=False
+    )
+    assert "not a ZTOS directory" in one_line_error(result)
+    assert foreign.read_bytes() == b"definitely not sqlite" * 100
