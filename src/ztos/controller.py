@@ -15,9 +15,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from ztos import addressing, pki
+from ztos import addressing, netmap, pki
 from ztos.audit import AuditDraft, verify_chain
 from ztos.directory import Change, Store
 from ztos.enroll import server as enroll_server
@@ -27,6 +27,7 @@ from ztos.errors import Conflict, Forbidden, NotFound, Unauthenticated, ZtosErro
 from ztos.model import (
     AuditEvent,
     CertificateRecord,
+    Endpoint,
     Network,
     Node,
     NodeStatus,
@@ -65,6 +66,15 @@ class SecurityStatus(BaseModel):
     certificates: list[CertificateStatus]
     audit_chain_ok: bool
     audit_events: int
+
+
+class NodeReport(BaseModel):
+    """What an agent reports about itself: where peers can reach it."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoints: list[Endpoint] | None = Field(default=None, max_length=16)
+    listen_port: int | None = Field(default=None, ge=1, le=65535)
+    underlay_mtu: int | None = Field(default=None, ge=1280, le=65535)
 
 
 @dataclass
@@ -107,9 +117,7 @@ class Controller:
     def authorize(identity: pki.Identity, allowed: frozenset[Role]) -> None:
         if identity.role not in allowed:
             wanted = " or ".join(sorted(role.value for role in allowed))
-            raise Forbidden(
-                f"{identity.role.value} {identity.name!r} may not do this; needs {wanted}"
-            )
+            raise Forbidden(f"{identity.role.value} {identity.name!r} may not do this; needs {wanted}")
 
     # -- tokens and enrolment ------------------------------------------------
 
@@ -140,9 +148,7 @@ class Controller:
         signature = pki.sign_blob(self.ca.key, profile.signed_bytes())
         return profile.model_copy(update={"signature": _b64(signature)})
 
-    def enroll(
-        self, request: enroll_server.EnrollRequest, source: str
-    ) -> enroll_server.EnrollResponse:
+    def enroll(self, request: enroll_server.EnrollRequest, source: str) -> enroll_server.EnrollResponse:
         network = self.network()
         try:
             with self.store.transaction() as tx:
@@ -192,11 +198,7 @@ class Controller:
             node.status = NodeStatus.REVOKED
             tx.put(node)
             for record in tx.list(CertificateRecord):
-                if (
-                    record.subject == name
-                    and record.role is Role.NODE
-                    and record.revoked_at is None
-                ):
+                if record.subject == name and record.role is Role.NODE and record.revoked_at is None:
                     record.revoked_at, record.revoke_reason = now, reason
                     tx.put(record)
             tx.audit(AuditDraft(actor, "node.revoke", f"node:{name}", detail=reason))
@@ -208,6 +210,23 @@ class Controller:
         with self.store.transaction() as tx:
             tx.delete(Node, name)
             tx.audit(AuditDraft(actor, "node.delete", f"node:{name}"))
+
+    def node_map(self, identity: pki.Identity) -> netmap.NodeMap:
+        return netmap.build(self.network(), self.store.list(Node), identity.name)
+
+    def report(self, identity: pki.Identity, report: NodeReport) -> Node:
+        """Record what a node says about its underlay; writes only when it changed,
+        because every write wakes every watcher."""
+        with self.store.transaction() as tx:
+            node = tx.get(Node, identity.name)
+            if node is None:
+                raise NotFound(f"node {identity.name!r} is not in the directory")
+            changes = report.model_dump(exclude_none=True)
+            if any(getattr(node, field) != value for field, value in changes.items()):
+                node = node.model_copy(update=changes)
+                Node.model_validate(node.model_dump())
+                tx.put(node)
+        return node
 
     # -- security and monitoring ----------------------------------------------
 

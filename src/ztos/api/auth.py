@@ -22,6 +22,7 @@ PEER_CERT_SCOPE_KEY = "ztos.peer_cert_der"
 ADMIN = frozenset({Role.ADMIN})
 READERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.AUDITOR})
 ANYONE = frozenset(Role)
+NODES = frozenset({Role.NODE})
 
 
 def controller_of(request: Request) -> Controller:

@@ -35,9 +35,7 @@ def provision_node(
 
 
 @router.get("/{name}", response_model=Node)
-def get_node(
-    name: str, request: Request, _: Annotated[Identity, Depends(requires(READERS))]
-) -> Node:
+def get_node(name: str, request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> Node:
     return controller_of(request).get_node(name)
 
 
@@ -53,7 +51,5 @@ def revoke_node(
 
 
 @router.delete("/{name}", status_code=204)
-def delete_node(
-    name: str, request: Request, who: Annotated[Identity, Depends(requires(ADMIN))]
-) -> None:
+def delete_node(name: str, request: Request, who: Annotated[Identity, Depends(requires(ADMIN))]) -> None:
     controller_of(request).delete_node(actor_of(who), name)

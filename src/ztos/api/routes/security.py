@@ -25,9 +25,7 @@ class AuditPage(BaseModel):
 
 
 @router.get("/security/status", response_model=SecurityStatus)
-def security_status(
-    request: Request, _: Annotated[Identity, Depends(requires(READERS))]
-) -> SecurityStatus:
+def security_status(request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> SecurityStatus:
     return controller_of(request).security_status()
 
 
