@@ -49,9 +49,7 @@ def token_create(
         attributes=parse_attributes(attr or []),
         ttl_seconds=parse_duration(ttl),
     )
-    body = (
-        state(ctx).client().request("POST", "/api/v1/tokens", json=request.model_dump(mode="json"))
-    )
+    body = state(ctx).client().request("POST", "/api/v1/tokens", json=request.model_dump(mode="json"))
     created = TokenCreated.model_validate(body)
     if profile_out is not None:
         write_profile(profile_out, created.profile)
@@ -64,9 +62,7 @@ def token_create(
     )
     print(f"secret (shown once): {created.token}")
     if profile_out is not None:
-        print(
-            f"profile written to {profile_out}; on the host run: ztos enroll --profile {profile_out}"
-        )
+        print(f"profile written to {profile_out}; on the host run: ztos enroll --profile {profile_out}")
 
 
 def write_profile(path: Path, profile: Profile) -> None:
@@ -116,9 +112,7 @@ def node_revoke(
     json_out: JsonFlag = False,
 ) -> None:
     """Revoke a node: its certificates stop working and peers drop it."""
-    body = (
-        state(ctx).client().request("POST", f"/api/v1/nodes/{name}/revoke", json={"reason": reason})
-    )
+    body = state(ctx).client().request("POST", f"/api/v1/nodes/{name}/revoke", json={"reason": reason})
     if json_out:
         print_json(body)
     else:
@@ -135,9 +129,7 @@ def node_delete(ctx: typer.Context, name: str) -> None:
 @security_app.command("status")
 def security_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """CA, certificates and audit chain health."""
-    status = SecurityStatus.model_validate(
-        state(ctx).client().request("GET", "/api/v1/security/status")
-    )
+    status = SecurityStatus.model_validate(state(ctx).client().request("GET", "/api/v1/security/status"))
     if json_out:
         print_json(status)
         return
@@ -145,9 +137,7 @@ def security_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     print(f"CA fingerprint {status.ca_fingerprint}")
     print(f"CA valid until {status.ca_not_after:%Y-%m-%d}")
     print(f"nodes          {status.nodes_active} active, {status.nodes_revoked} revoked")
-    print(
-        f"audit chain    {'intact' if status.audit_chain_ok else 'BROKEN'} ({status.audit_events} events)"
-    )
+    print(f"audit chain    {'intact' if status.audit_chain_ok else 'BROKEN'} ({status.audit_events} events)")
     rows = [
         [
             c.subject,

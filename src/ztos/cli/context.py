@@ -57,8 +57,7 @@ class CliState:
     def client(self) -> ApiClient:
         if not self.identity.is_enrolled():
             raise Unauthenticated(
-                f"no admin identity in {self.home}: run 'ztos init' on the controller host "
-                "or set ZTOS_HOME"
+                f"no admin identity in {self.home}: run 'ztos init' on the controller host or set ZTOS_HOME"
             )
         urls = self.controller_urls()
         if not urls:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ztos.cli import admin
+from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
 from ztos.client import enroll_host
 from ztos.controller import Controller, initialise_network
@@ -33,6 +34,7 @@ app.add_typer(admin.token_app, name="token")
 app.add_typer(admin.node_app, name="node")
 app.add_typer(admin.security_app, name="security")
 app.add_typer(admin.monitoring_app, name="monitoring")
+app.add_typer(agent_app, name="agent")
 
 
 @app.callback()
@@ -40,9 +42,7 @@ def root(
     ctx: typer.Context,
     controller: Annotated[
         str | None,
-        typer.Option(
-            "--controller", envvar="ZTOS_CONTROLLER", help="Controller URL (overrides config)."
-        ),
+        typer.Option("--controller", envvar="ZTOS_CONTROLLER", help="Controller URL (overrides config)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
 ) -> None:
@@ -61,9 +61,7 @@ def pki_dir_for(db: Path, pki_dir: Path | None) -> Path:
 def init(
     ctx: typer.Context,
     db: Annotated[Path, typer.Option(help="Directory database file to create.")] = DEFAULT_DB,
-    pki_dir: Annotated[
-        Path | None, typer.Option(help="Where the CA lives (default: beside --db).")
-    ] = None,
+    pki_dir: Annotated[Path | None, typer.Option(help="Where the CA lives (default: beside --db).")] = None,
     network: Annotated[str, typer.Option(help="Network name.")] = "default",
     controller_url: Annotated[
         list[str] | None,
@@ -104,12 +102,8 @@ def init(
 def controller_serve(
     db: Annotated[Path, typer.Option(help="Directory database file.")] = DEFAULT_DB,
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "[::]:8443",
-    pki_dir: Annotated[
-        Path | None, typer.Option(help="Where the CA lives (default: beside --db).")
-    ] = None,
-    san: Annotated[
-        list[str] | None, typer.Option("--san", help="Extra TLS name/address (repeat).")
-    ] = None,
+    pki_dir: Annotated[Path | None, typer.Option(help="Where the CA lives (default: beside --db).")] = None,
+    san: Annotated[list[str] | None, typer.Option("--san", help="Extra TLS name/address (repeat).")] = None,
     url: Annotated[
         list[str] | None, typer.Option("--url", help="URL written into profiles (repeat).")
     ] = None,
@@ -139,9 +133,7 @@ def enroll(
     state_dir: Annotated[
         Path, typer.Option(help="Where this host keeps its identity.")
     ] = DEFAULT_AGENT_STATE,
-    endpoint: Annotated[
-        list[str] | None, typer.Option(help="Underlay endpoint ADDR:PORT (repeat).")
-    ] = None,
+    endpoint: Annotated[list[str] | None, typer.Option(help="Underlay endpoint ADDR:PORT (repeat).")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Enrol this host with a profile (zero-touch; safe to re-run)."""
@@ -156,9 +148,7 @@ def enroll(
             }
         )
     elif outcome.already_enrolled:
-        print(
-            f"already enrolled as {outcome.identity_name!r} (state in {state_dir}); nothing to do"
-        )
+        print(f"already enrolled as {outcome.identity_name!r} (state in {state_dir}); nothing to do")
     else:
         node = outcome.response.node if outcome.response else None
         where = f": overlay {node.overlay_ipv6}, {node.overlay_ipv4}" if node else ""

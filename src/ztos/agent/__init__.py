@@ -1,0 +1,1 @@
+"""ztosd, the host agent: enrol, watch the controller, reconcile the data plane."""

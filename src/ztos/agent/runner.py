@@ -1,0 +1,222 @@
+"""The agent loop: enrol once, then watch and reconcile forever.
+
+Each pass: renew the certificate when two thirds of its life are gone,
+report the underlay endpoints when they changed, fetch the node map,
+reconcile WireGuard, then long-poll the controller's change feed for at most
+``reconcile_interval`` seconds. A change wakes the loop at once; the timeout
+makes every interval a drift-repair pass. When the controller is away the
+data plane is left exactly as it was and the loop retries with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ztos import dataplane, pki
+from ztos.agent.desired import HostAddress, interface_spec, mesh_mtu, underlay_endpoints, underlay_mtu
+from ztos.client import ApiClient, enroll_host
+from ztos.controller import NodeReport
+from ztos.dataplane import links, mtu
+from ztos.enroll.identity_dir import IdentityDir
+from ztos.enroll.profile import Profile, load_profile
+from ztos.errors import InvalidInput, PkiError, ZtosError
+from ztos.netmap import NodeMap
+
+log = logging.getLogger("ztos.agent")
+T = TypeVar("T")
+
+DEFAULT_PORT = 51820
+MAX_BACKOFF = 8.0
+PMTU_RETRY_AFTER = 60.0
+LOCAL_ERRORS = (InvalidInput, PkiError)
+
+
+@dataclass
+class AgentConfig:
+    state_dir: Path
+    profile_path: Path | None = None
+    ifname: str = "ztos0"
+    reconcile_interval: float = 10.0
+    listen_port: int = DEFAULT_PORT
+
+    @property
+    def identity(self) -> IdentityDir:
+        return IdentityDir(self.state_dir)
+
+    @property
+    def netmap_cache(self) -> Path:
+        return self.state_dir / "netmap.json"
+
+    @property
+    def saved_profile(self) -> Path:
+        return self.state_dir / "profile.yaml"
+
+
+@dataclass
+class PathMtuCache:
+    """Measured path MTUs by peer underlay address; failures are retried later, not every pass."""
+
+    measured: dict[str, int] = field(default_factory=dict)
+    failed_at: dict[str, float] = field(default_factory=dict)
+
+    def refresh(self, hosts: list[str]) -> dict[str, int]:
+        for host in hosts:
+            if host in self.measured or time.monotonic() - self.failed_at.get(host, -1e9) < PMTU_RETRY_AFTER:
+                continue
+            try:
+                self.measured[host] = mtu.path_mtu(host)
+            except ZtosError as exc:
+                log.info("path MTU to %s unknown for now: %s", host, exc.detail)
+                self.failed_at[host] = time.monotonic()
+        return self.measured
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.pmtu = PathMtuCache()
+        self.reported: NodeReport | None = None
+        self.revision = 0
+        self.stop = threading.Event()
+
+    # -- enrolment -----------------------------------------------------------
+
+    def profile(self) -> Profile:
+        """The profile given on the command line, else the copy kept after enrolment."""
+        for path in (self.config.profile_path, self.config.saved_profile):
+            if path is not None and path.exists():
+                return load_profile(path)
+        raise InvalidInput(f"no profile: pass --profile (nothing saved in {self.config.state_dir})")
+
+    def enrol(self) -> Profile:
+        profile = self.profile()
+        addresses = host_addresses(self.config.ifname)
+        endpoints = underlay_endpoints(addresses, self.config.listen_port, {self.config.ifname})
+        outcome = enroll_host(
+            profile,
+            self.config.identity,
+            endpoints,
+            self.config.listen_port,
+            underlay_mtu(addresses, endpoints),
+        )
+        if outcome.already_enrolled:
+            log.info("already enrolled as %s; not enrolling again", outcome.identity_name)
+        else:
+            log.info("enrolled as %s", outcome.identity_name)
+            self.config.saved_profile.write_text(profile.model_dump_json())
+            self.config.saved_profile.chmod(0o600)
+        return profile
+
+    def client(self, profile: Profile) -> ApiClient:
+        return ApiClient.for_identity(profile.controllers, self.config.identity, timeout=10)
+
+    # -- one pass ----------------------------------------------------------------
+
+    def step(self, client: ApiClient) -> list[dataplane.Operation]:
+        self.renew_if_due(client)
+        self.report_if_changed(client)
+        return self.apply(self.fetch_node_map(client))
+
+    def fetch_node_map(self, client: ApiClient) -> NodeMap:
+        node_map = NodeMap.model_validate(client.request("GET", "/api/v1/netmap"))
+        self.config.netmap_cache.write_text(node_map.model_dump_json(indent=2))
+        return node_map
+
+    def apply(self, node_map: NodeMap) -> list[dataplane.Operation]:
+        spec = self.desired(node_map)
+        operations = dataplane.reconcile(spec)
+        for operation in operations:
+            log.info("applied: %s", operation)
+        return operations
+
+    def desired(self, node_map: NodeMap) -> dataplane.InterfaceSpec:
+        hosts = [p.endpoint.rpartition(":")[0].strip("[]") for p in node_map.peers if p.endpoint]
+        path_mtus = self.pmtu.refresh(hosts)
+        wg_mtu = mesh_mtu(node_map.underlay_mtu, node_map, path_mtus)
+        return interface_spec(node_map, self.config.ifname, str(self.config.identity.wg_key), wg_mtu)
+
+    def renew_if_due(self, client: ApiClient) -> None:
+        identity = self.config.identity
+        if not pki.needs_renewal(identity.certificate()):
+            return
+        csr = pki.make_csr(identity.ensure_tls_key(), pki.identity_of(identity.certificate()).name)
+        body = client.request(
+            "POST", "/api/v1/certificates/renew", json={"csr_pem": csr.public_bytes(Encoding.PEM).decode()}
+        )
+        identity.store_certificate(body["certificate_pem"])
+        log.info("certificate renewed")
+
+    def report_if_changed(self, client: ApiClient) -> None:
+        addresses = host_addresses(self.config.ifname)
+        endpoints = underlay_endpoints(addresses, self.config.listen_port, {self.config.ifname})
+        report = NodeReport(
+            endpoints=endpoints,
+            listen_port=self.config.listen_port,
+            underlay_mtu=underlay_mtu(addresses, endpoints),
+        )
+        if report != self.reported:
+            client.request("PUT", "/api/v1/nodes/self/report", json=report.model_dump(mode="json"))
+            self.reported = report
+
+    def wait_for_change(self, client: ApiClient) -> None:
+        timeout = self.config.reconcile_interval
+        params = {"since": self.revision, "timeout": timeout}
+        result = client.request("GET", "/api/v1/watch", params=params, timeout=timeout + 10)
+        self.revision = int(result["revision"])
+
+    # -- forever -------------------------------------------------------------------
+
+    def run(self) -> None:
+        # Enrolment retries only what time can fix (controller away); a refused
+        # token or a bad profile ends the agent with its reason.
+        profile = self.retrying(self.enrol, lambda exc: exc.retry)
+        if profile is None:
+            return
+        client = self.client(profile)
+        # Once enrolled, keep trying through everything but local misconfiguration:
+        # a revoked or unknown host may be re-admitted by an admin.
+        while not self.stop.is_set():
+            self.retrying(lambda: self.pass_and_wait(client), lambda exc: not isinstance(exc, LOCAL_ERRORS))
+
+    def pass_and_wait(self, client: ApiClient) -> None:
+        self.step(client)
+        self.wait_for_change(client)
+
+    def retrying(self, action: Callable[[], T], retryable: Callable[[ZtosError], bool]) -> T | None:
+        """Run ``action`` until it succeeds or the agent stops, backing off on retryable errors."""
+        backoff = 0.5
+        while not self.stop.is_set():
+            try:
+                return action()
+            except ZtosError as exc:
+                if not retryable(exc):
+                    raise
+                delay = backoff * (1 + random.random() / 2)
+                log.warning("%s [%s]; data plane kept as is, retrying in %.1fs", exc.detail, exc.code, delay)
+                self.stop.wait(delay)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        return None
+
+
+def host_addresses(exclude_ifname: str) -> list[HostAddress]:
+    return [
+        HostAddress(ifname=a.ifname, address=a.address, mtu=a.mtu)
+        for a in links.all_addresses()
+        if a.ifname != exclude_ifname
+    ]
+
+
+def cached_node_map(config: AgentConfig) -> NodeMap | None:
+    if not config.netmap_cache.exists():
+        return None
+    return NodeMap.model_validate(json.loads(config.netmap_cache.read_text()))

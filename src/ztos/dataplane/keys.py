@@ -1,0 +1,88 @@
+"""WireGuard key handling: generate, derive, store and convert (the ``cryptography`` adapter).
+
+Private keys are generated on the host and never leave it (DESIGN.md), so the
+data plane only ever passes a *path* to the key around; the key itself is read
+at the moment it is handed to WireGuard and is never put in a dataclass that
+could end up in a log or a printed plan. ``wg`` speaks base64, the UAPI speaks
+hex: both conversions live here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ztos.errors import InvalidInput
+
+
+def generate_keypair() -> tuple[str, str]:
+    """A fresh X25519 key pair as ``(private_b64, public_b64)``."""
+    private = X25519PrivateKey.generate().private_bytes_raw()
+    encoded = base64.b64encode(private).decode()
+    return encoded, public_key_of(encoded)
+
+
+def public_key_of(private_b64: str) -> str:
+    """The base64 public key of a base64 private key."""
+    key = X25519PrivateKey.from_private_bytes(_decode(private_b64))
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def write_private_key(path: str | Path, private_b64: str) -> None:
+    """Write a key file with mode 0600 atomically (no moment where it is readable)."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(private_b64 + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_private_key(path: str | Path) -> str:
+    """Read a key file, refusing one that other users can read."""
+    target = Path(path)
+    try:
+        mode = target.stat().st_mode
+        text = target.read_text().strip()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read private key {target}: {exc.strerror}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InvalidInput(
+            f"private key {target} is readable by other users (mode {mode & 0o777:o}); "
+            f"run: chmod 600 {target}"
+        )
+    _decode(text)
+    return text
+
+
+def b64_to_hex(value: str) -> str:
+    return _decode(value).hex()
+
+
+def hex_to_b64(value: str) -> str:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError as exc:
+        raise InvalidInput(f"WireGuard key {value!r} is not hex") from exc
+    return base64.b64encode(raw).decode()
+
+
+def _decode(value: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput("WireGuard key must be base64") from exc
+    if len(raw) != 32:
+        raise InvalidInput(f"WireGuard key must be 32 bytes, got {len(raw)}")
+    return raw

@@ -1,0 +1,80 @@
+import ipaddress
+
+import pytest
+
+from ztos import addressing, netmap
+from ztos.agent.desired import HostAddress, interface_spec, mesh_mtu, underlay_endpoints, underlay_mtu
+from ztos.errors import Forbidden, NotFound
+from ztos.keys import generate_wg_keypair
+from ztos.model import Network, Node, NodeStatus
+
+NETWORK = Network(
+    ula_prefix=ipaddress.IPv6Network("fd12:3456:789a::/48"), ipv4_prefix=ipaddress.IPv4Network("10.42.0.0/16")
+)
+
+
+def node(
+    name: str, index: int, endpoints: list[str], status: NodeStatus = NodeStatus.ACTIVE, mtu: int = 1500
+) -> Node:
+    key = generate_wg_keypair().public_key
+    return Node(
+        name=name,
+        wg_public_key=key,
+        overlay_ipv6=addressing.overlay_ipv6(NETWORK.ula_prefix, key),
+        overlay_ipv4=ipaddress.IPv4Address(f"10.42.0.{10 + index}"),
+        endpoints=endpoints,
+        status=status,
+        cert_serial="ab",
+        underlay_mtu=mtu,
+    )
+
+
+NODES = [
+    node("a", 0, ["[2001:db8::11]:51820", "192.0.2.11:51820"]),
+    node("b", 1, ["192.0.2.12:51820", "[2001:db8::12]:51820"]),
+    node("c", 2, ["192.0.2.13:51820"], mtu=9000),
+    node("d", 3, ["[2001:db8::14]:51820"], status=NodeStatus.REVOKED),
+    node("e", 4, []),
+]
+
+
+def test_peers_are_other_active_nodes_with_preferred_endpoints() -> None:
+    view = netmap.build(NETWORK, NODES, "a")
+    assert [p.name for p in view.peers] == ["b", "c", "e"]
+    assert [p.endpoint for p in view.peers] == ["[2001:db8::12]:51820", "192.0.2.13:51820", None]
+    assert view.peers[0].allowed_ips == (f"{NODES[1].overlay_ipv6}/128", "10.42.0.11/32")
+    assert view.addresses == (f"{NODES[0].overlay_ipv6}/128", "10.42.0.10/32")
+    assert view.routes == ("fd12:3456:789a::/64", "10.42.0.0/16")
+
+
+def test_revoked_or_unknown_node_gets_no_map() -> None:
+    with pytest.raises(Forbidden, match="revoked"):
+        netmap.build(NETWORK, NODES, "d")
+    with pytest.raises(NotFound):
+        netmap.build(NETWORK, NODES, "zz")
+
+
+def test_interface_spec_and_mtu_follow_the_narrowest_path() -> None:
+    view = netmap.build(NETWORK, NODES, "c")
+    assert mesh_mtu(9000, view, {}) == 1420, "peers report 1500-byte underlays"
+    jumbo = netmap.build(NETWORK, [n.model_copy(update={"underlay_mtu": 9000}) for n in NODES[:3]], "a")
+    assert mesh_mtu(9000, jumbo, {}) == 8920
+    assert mesh_mtu(9000, jumbo, {"2001:db8::12": 4000}) == 3920, "a measured path wins"
+    spec = interface_spec(view, "ztos0", "/k", 1420)
+    assert {p.public_key for p in spec.peers} == {p.public_key for p in view.peers}
+    assert spec.listen_port == 51820 and spec.addresses == view.addresses
+
+
+def test_underlay_endpoints_prefer_ipv6_and_skip_local_scopes() -> None:
+    addresses = [
+        HostAddress("lo", "127.0.0.1", 65536),
+        HostAddress("lo", "::1", 65536),
+        HostAddress("eth0", "fe80::1", 9000),
+        HostAddress("eth0", "192.0.2.5", 9000),
+        HostAddress("eth0", "2001:db8::5", 9000),
+        HostAddress("ztos0", "fd00::1", 1420),
+    ]
+    endpoints = underlay_endpoints(addresses, 51820, {"ztos0"})
+    assert endpoints == ["[2001:db8::5]:51820", "192.0.2.5:51820"]
+    assert underlay_mtu(addresses, endpoints) == 9000
+    assert underlay_mtu(addresses, []) == 1500
