@@ -18,7 +18,7 @@ deps:
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || { echo "need $(PYTHON) (Python 3.11): run make deps"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)

@@ -64,9 +64,7 @@ def verify_chain(events: Iterable[AuditEvent], prev_hash: str = GENESIS_HASH) ->
         draft = AuditDraft(event.actor, event.action, event.target, event.outcome, event.detail)
         if expected_seq is not None and event.seq != expected_seq:
             return event.seq
-        if event.prev_hash != prev_hash or event.hash != event_hash(
-            prev_hash, event.seq, event.at, draft
-        ):
+        if event.prev_hash != prev_hash or event.hash != event_hash(prev_hash, event.seq, event.at, draft):
             return event.seq
         prev_hash, expected_seq = event.hash, event.seq + 1
     return None

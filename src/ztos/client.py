@@ -9,7 +9,7 @@ error tree (``{"error", "detail"}`` bodies become the matching exception).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +53,29 @@ def error_from_response(response: httpx.Response) -> errors.ZtosError:
 
 @dataclass
 class ApiClient:
+    """Keeps one HTTP/1.1 connection pool per controller URL, so a long-running
+    agent pays for the TLS handshake once, not on every request."""
+
     urls: list[str]
     context: ssl.SSLContext | bool
     timeout: float = 10.0
+    _sessions: dict[str, httpx.Client] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def for_identity(
-        cls, urls: list[str], identity: IdentityDir, timeout: float = 10.0
-    ) -> ApiClient:
+    def for_identity(cls, urls: list[str], identity: IdentityDir, timeout: float = 10.0) -> ApiClient:
         return cls(urls, tls_context(identity.ca_cert, identity), timeout)
+
+    def session(self, url: str) -> httpx.Client:
+        if url not in self._sessions:
+            self._sessions[url] = httpx.Client(
+                base_url=url.rstrip("/"), verify=self.context, timeout=self.timeout
+            )
+        return self._sessions[url]
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
 
     def request(
         self,
@@ -75,10 +89,9 @@ class ApiClient:
         last: errors.ZtosError = errors.Unreachable("no controller URL configured")
         for url in self.urls:
             try:
-                with httpx.Client(verify=self.context, timeout=timeout or self.timeout) as http:
-                    response = http.request(
-                        method, url.rstrip("/") + path, json=json, params=params
-                    )
+                response = self.session(url).request(
+                    method, path, json=json, params=params, timeout=timeout or self.timeout
+                )
             except httpx.ConnectError as exc:
                 last = _connect_error(url, exc)
                 if isinstance(last, errors.Unreachable):
@@ -95,10 +108,13 @@ class ApiClient:
 
 def _connect_error(url: str, exc: httpx.ConnectError) -> errors.ZtosError:
     text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text:
+    if "mismatch" in text:
         return errors.PkiError(
-            f"controller {url} presented a certificate not issued by the pinned CA"
+            f"controller {url} has a certificate that does not name this host: "
+            "start the controller with --san for the address or name in the URL"
         )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return errors.PkiError(f"controller {url} presented a certificate not issued by the pinned CA")
     if "SSL" in text or "alert" in text.lower():
         return errors.Unauthenticated(
             f"controller {url} refused the TLS handshake (client certificate not issued "

@@ -209,8 +209,7 @@ class AuditEvent(BaseModel):
 
 
 RECORD_KINDS: dict[str, type[Record]] = {
-    cls.kind: cls
-    for cls in (Network, Node, User, Device, Group, RoleDef, Tenant, Token, CertificateRecord)
+    cls.kind: cls for cls in (Network, Node, User, Device, Group, RoleDef, Tenant, Token, CertificateRecord)
 }
 
 

@@ -114,9 +114,7 @@ def load_csr(pem: str) -> x509.CertificateSigningRequest:
     elif not isinstance(public_key, ed25519.Ed25519PublicKey):
         raise InvalidInput("CSR key must be EC P-256 or Ed25519")
     if not csr.is_signature_valid:
-        raise InvalidInput(
-            "CSR signature does not match its public key (proof of possession failed)"
-        )
+        raise InvalidInput("CSR signature does not match its public key (proof of possession failed)")
     return csr
 
 
@@ -212,9 +210,7 @@ class CertificateAuthority:
         if wg_public_key:
             raw = base64.b64decode(wg_public_key)
             uris.append(
-                x509.UniformResourceIdentifier(
-                    WG_URI_PREFIX + base64.urlsafe_b64encode(raw).decode()
-                )
+                x509.UniformResourceIdentifier(WG_URI_PREFIX + base64.urlsafe_b64encode(raw).decode())
             )
         return self._issue(public_key, name, role, ttl, list(uris), ExtendedKeyUsageOID.CLIENT_AUTH)
 
@@ -227,9 +223,7 @@ class CertificateAuthority:
                 names.append(x509.IPAddress(ipaddress.ip_address(host)))
             except ValueError:
                 names.append(x509.DNSName(host))
-        return self._issue(
-            public_key, "controller", Role.ADMIN, ttl, names, ExtendedKeyUsageOID.SERVER_AUTH
-        )
+        return self._issue(public_key, "controller", Role.ADMIN, ttl, names, ExtendedKeyUsageOID.SERVER_AUTH)
 
     def _issue(
         self,
@@ -270,9 +264,7 @@ class CertificateAuthority:
             raise PkiError("certificate was not issued by this network's CA") from exc
         now = utcnow()
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise PkiError(
-                f"certificate expired or not yet valid (valid until {cert.not_valid_after_utc})"
-            )
+            raise PkiError(f"certificate expired or not yet valid (valid until {cert.not_valid_after_utc})")
 
     def crl(
         self, revoked: list[tuple[str, datetime]], next_update: timedelta

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from ztos import pki
 from ztos.api.app import create_app
 from ztos.api.auth import PEER_CERT_SCOPE_KEY
 from ztos.controller import Controller
-from ztos.errors import InvalidInput
+from ztos.errors import InvalidInput, Unreachable
 
 log = logging.getLogger("ztos.controller")
 SERVER_CERT_TTL = timedelta(days=30)
@@ -71,6 +72,8 @@ def build_config(controller: Controller, pki_dir: Path, host: str, port: int) ->
         ssl_cert_reqs=ssl.CERT_OPTIONAL,
         log_level="warning",
         timeout_keep_alive=30,
+        # Agents hold long-polls and keep-alive connections; do not wait for them on stop.
+        timeout_graceful_shutdown=1,
     )
 
 
@@ -79,4 +82,22 @@ def serve(controller: Controller, pki_dir: Path, listen: str, server_names: list
     names = sorted({"localhost", "127.0.0.1", "::1", *server_names})
     write_server_identity(controller.ca, pki_dir, names)
     log.info("controller listening on %s (TLS names: %s)", listen, ", ".join(names))
-    uvicorn.Server(build_config(controller, pki_dir, host, port)).run()
+    server = uvicorn.Server(build_config(controller, pki_dir, host, port))
+    server.run(sockets=[listening_socket(host, port)])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind ourselves: asyncio makes ``[::]`` IPv6-only, but operators expect
+    ``[::]:8443`` to accept IPv4 clients too (dual stack)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6 and host == "::":
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unreachable(f"cannot listen on [{host}]:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock

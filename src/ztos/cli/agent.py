@@ -34,6 +34,7 @@ def run(
     """Enrol on first start (zero-touch), then keep the mesh reconciled."""
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     config = AgentConfig(state_dir, profile, interface, reconcile_interval, listen_port)
     agent = Agent(config)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ztos.client import ApiClient
 from ztos.enroll.identity_dir import IdentityDir
@@ -110,5 +111,5 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     sys.exit(code)

@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from ztos.cli import admin
 from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
+from ztos.cli.lab import lab_app
 from ztos.client import enroll_host
 from ztos.controller import Controller, initialise_network
 from ztos.directory import open_store
 from ztos.enroll.identity_dir import IdentityDir
-from ztos.enroll.profile import load_profile
+from ztos.enroll.profile import format_validation_error, load_profile
 from ztos.errors import ZtosError
 
 DEFAULT_DB = Path("/var/lib/ztos/controller/directory.db")
@@ -35,6 +37,7 @@ app.add_typer(admin.node_app, name="node")
 app.add_typer(admin.security_app, name="security")
 app.add_typer(admin.monitoring_app, name="monitoring")
 app.add_typer(agent_app, name="agent")
+app.add_typer(lab_app, name="lab")
 
 
 @app.callback()
@@ -156,26 +159,17 @@ def enroll(
 
 
 def main() -> None:
-    """Run the CLI, turning every ZTOS error into one line and a non-zero exit."""
+    """Run the CLI, turning every ZTOS or validation error into one line and a non-zero exit.
+
+    Typer's standalone mode handles usage errors itself (one line, exit 2).
+    Exit codes: 1 refused or invalid, 4 temporary (retry later), 2 usage.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except ZtosError as exc:
-        fail(f"{exc.detail} [{exc.code}]", 1 if not exc.retry else 4)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        fail("aborted", 130)
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        handle_usage_error(exc)
-
-
-def handle_usage_error(exc: Exception) -> None:
-    import click
-
-    if isinstance(exc, click.ClickException):
-        exc.show()
-        sys.exit(exc.exit_code)
-    raise exc
+        fail(f"{exc.detail} [{exc.code}]", 4 if exc.retry else 1)
+    except ValidationError as exc:
+        fail(format_validation_error("invalid value", exc))
 
 
 def agent_main() -> None:

@@ -114,9 +114,7 @@ def delete_link(name: str, netns: str | None = None) -> bool:
     return True
 
 
-def set_link(
-    name: str, netns: str | None = None, *, mtu: int | None = None, up: bool | None = None
-) -> None:
+def set_link(name: str, netns: str | None = None, *, mtu: int | None = None, up: bool | None = None) -> None:
     """Set MTU and/or administrative state (only the given ones)."""
     changes: dict[str, Any] = {}
     if mtu is not None:
@@ -241,9 +239,7 @@ def remove_address(name: str, cidr: str, netns: str | None = None) -> None:
 # --- routes ------------------------------------------------------------------
 
 
-def get_routes(
-    name: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO
-) -> tuple[str, ...]:
+def get_routes(name: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO) -> tuple[str, ...]:
     """Main-table routes out of ``name`` installed with ``proto``, as sorted CIDRs."""
     with _ipr(netns, f"read routes of {name}") as ipr:
         index = _index(ipr, name)
@@ -255,9 +251,7 @@ def get_routes(
     return tuple(sorted({_route_text(row) for row in mine}))
 
 
-def add_route(
-    name: str, cidr: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO
-) -> None:
+def add_route(name: str, cidr: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO) -> None:
     """Route ``cidr`` out of ``name``; replaces a route to the same prefix (desired wins)."""
     network = ipaddress.ip_network(cidr, strict=False)
     with _ipr(netns, f"add route {cidr} dev {name}") as ipr:
@@ -271,9 +265,7 @@ def add_route(
         )
 
 
-def remove_route(
-    name: str, cidr: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO
-) -> None:
+def remove_route(name: str, cidr: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO) -> None:
     network = ipaddress.ip_network(cidr, strict=False)
     with _ipr(netns, f"remove route {cidr} dev {name}") as ipr:
         index = _find_index(ipr, name)

@@ -34,9 +34,7 @@ def run_in_netns(argv: list[str], netns: str | None, timeout: float = DEFAULT_TI
     return done.stdout
 
 
-def probe_in_netns(
-    argv: list[str], netns: str | None, timeout: float = DEFAULT_TIMEOUT
-) -> tuple[int, str]:
+def probe_in_netns(argv: list[str], netns: str | None, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
     """Run a probe whose non-zero exit is an answer, not an error: (exit code, output)."""
     try:
         done = subprocess.run(

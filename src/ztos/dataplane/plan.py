@@ -195,9 +195,7 @@ def _plan_fresh(
     desired: InterfaceSpec, observed: ObservedInterface, public_key: str | None
 ) -> list[Operation]:
     """Everything after creating the device: plan against a bare, down device."""
-    bare = ObservedInterface(
-        name=desired.name, exists=True, backend=observed.backend, controllable=True
-    )
+    bare = ObservedInterface(name=desired.name, exists=True, backend=observed.backend, controllable=True)
     return _plan_existing(desired, bare, public_key)
 
 
@@ -215,9 +213,7 @@ def _plan_existing(
     ]
 
 
-def _key_ops(
-    desired: InterfaceSpec, observed: ObservedInterface, public_key: str | None
-) -> list[Operation]:
+def _key_ops(desired: InterfaceSpec, observed: ObservedInterface, public_key: str | None) -> list[Operation]:
     known = observed.public_key
     stale = known is None or (public_key is not None and public_key != known)
     return [SetPrivateKey(desired.name, desired.private_key_path, public_key)] if stale else []

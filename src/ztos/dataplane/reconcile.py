@@ -156,9 +156,7 @@ class HostExecutor:
         return device
 
 
-def observe(
-    name: str, netns: str | None = None, *, launcher: WireGuardGo | None = None
-) -> ObservedInterface:
+def observe(name: str, netns: str | None = None, *, launcher: WireGuardGo | None = None) -> ObservedInterface:
     """Read the interface ``name`` from the host (links, WireGuard, ZTOS routes)."""
     socket_dir = (launcher or default_launcher()).socket_dir
     link = links.get_link(name, netns)

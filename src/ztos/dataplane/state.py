@@ -52,9 +52,7 @@ class PeerSpec:
         for cidr in self.allowed_ips:
             normalize_network(cidr, "allowed_ips")
         if not 0 <= self.persistent_keepalive <= 65535:
-            raise InvalidInput(
-                f"persistent_keepalive {self.persistent_keepalive} must be 0..65535 seconds"
-            )
+            raise InvalidInput(f"persistent_keepalive {self.persistent_keepalive} must be 0..65535 seconds")
 
 
 @dataclass(frozen=True)

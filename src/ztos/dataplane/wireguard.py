@@ -129,9 +129,7 @@ def socket_owner(path: Path) -> int | None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(UAPI_TIMEOUT)
             sock.connect(str(path))
-            pid, _uid, _gid = creds.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, creds.size)
-            )
+            pid, _uid, _gid = creds.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, creds.size))
     except (FileNotFoundError, ConnectionRefusedError):
         return None
     except OSError as exc:
@@ -199,9 +197,7 @@ class UapiDevice:
                 sock.sendall(request)
                 return _read_reply(sock)
         except OSError as exc:
-            raise ToolError(
-                f"wireguard-go {self.name}: UAPI {self.path}: {exc.strerror or exc}"
-            ) from exc
+            raise ToolError(f"wireguard-go {self.name}: UAPI {self.path}: {exc.strerror or exc}") from exc
 
     def _error_text(self, request: str, status: int) -> str:
         verb = request.split("\n", 1)[0]

@@ -79,9 +79,7 @@ def network_info(network: Network) -> NetworkInfo:
     )
 
 
-def issue_token(
-    tx: Transaction, request: TokenRequest, actor: str, now: datetime
-) -> tuple[Token, str]:
+def issue_token(tx: Transaction, request: TokenRequest, actor: str, now: datetime) -> tuple[Token, str]:
     """Store a new token (hashed) and return it with its one-time plaintext."""
     parts = tokens.new_token_parts()
     token = Token(
@@ -120,9 +118,7 @@ def redeem(
     node = None
     if token.role is Role.NODE:
         node = _new_node(tx, network, token, request)
-        cert = ca.issue_client(
-            csr_public_key(csr), token.node_name, token.role, ttl, node.wg_public_key
-        )
+        cert = ca.issue_client(csr_public_key(csr), token.node_name, token.role, ttl, node.wg_public_key)
         node.cert_serial = pki.serial_hex(cert)
         tx.put(node)
     else:
@@ -163,9 +159,7 @@ def csr_public_key(
 
 def _new_node(tx: Transaction, network: Network, token: Token, request: EnrollRequest) -> Node:
     if request.wg_public_key is None:
-        raise InvalidInput(
-            "wg_public_key: a node enrolment must carry the host's WireGuard public key"
-        )
+        raise InvalidInput("wg_public_key: a node enrolment must carry the host's WireGuard public key")
     nodes = tx.list(Node)
     existing = next((n for n in nodes if n.name == token.node_name), None)
     if existing is not None and existing.status is NodeStatus.ACTIVE:

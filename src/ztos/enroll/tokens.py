@@ -62,8 +62,7 @@ def check_token(token: Token | None, parts: ParsedToken, node_name: str, now: da
         )
     if token.node_name != node_name:
         raise TokenRefused(
-            f"bootstrap token {parts.id} is bound to node name {token.node_name!r}, "
-            f"not {node_name!r}",
+            f"bootstrap token {parts.id} is bound to node name {token.node_name!r}, not {node_name!r}",
             code="token_wrong_name",
         )
     return token

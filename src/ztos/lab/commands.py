@@ -1,0 +1,154 @@
+"""Command lines and environments of the lab's processes, as pure functions.
+
+Why separate: the same argument vectors are built to start a process and
+recognised again in ``/proc/PID/cmdline`` to find it (status, restarts,
+cleanup after a crash), so building and recognising live side by side and are
+unit tested without root. Every process runs the ``ztos`` of the running
+interpreter (``python -m ztos``), so a lab started from a virtual environment
+uses that environment's ZTOS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from ztos.lab.topology import LabHost, LabTopology
+
+TOKEN_TTL = "1h"  # noqa: S105 - a lifetime, not a secret
+
+
+def ztos_argv() -> list[str]:
+    return [sys.executable, "-m", "ztos"]
+
+
+def init_argv(topology: LabTopology) -> list[str]:
+    return [
+        *ztos_argv(),
+        "init",
+        "--db",
+        str(topology.controller_db),
+        "--controller-url",
+        topology.controller_url,
+    ]
+
+
+def controller_argv(topology: LabTopology) -> list[str]:
+    return [
+        *ztos_argv(),
+        "controller",
+        "serve",
+        "--db",
+        str(topology.controller_db),
+        "--listen",
+        topology.controller_listen,
+        "--san",
+        str(topology.controller_ipv6),
+    ]
+
+
+def token_argv(host: LabHost) -> list[str]:
+    return [
+        *ztos_argv(),
+        "token",
+        "create",
+        "--name",
+        host.name,
+        "--ttl",
+        TOKEN_TTL,
+        "--profile-out",
+        str(host.profile),
+    ]
+
+
+def agent_argv(host: LabHost, reconcile_interval: float) -> list[str]:
+    return [
+        *ztos_argv(),
+        "agent",
+        "run",
+        "--profile",
+        str(host.profile),
+        "--state-dir",
+        str(host.agent_state),
+        "--interface",
+        host.wg_interface,
+        "--reconcile-interval",
+        f"{reconcile_interval:g}",
+    ]
+
+
+def admin_env(topology: LabTopology, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of admin CLI calls: the lab's admin identity and controller."""
+    env = _clean(os.environ if base is None else base)
+    env["ZTOS_HOME"] = str(topology.admin_home)
+    env["ZTOS_CONTROLLER"] = topology.controller_url
+    return env
+
+
+def agent_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An agent's environment: no ``ZTOS_*`` at all, so it has only its profile."""
+    return _clean(os.environ if base is None else base)
+
+
+def admin_hint(topology: LabTopology, ztos: list[str], *args: str) -> list[str]:
+    """How a person runs an admin command against the lab (printed after ``up``)."""
+    return [
+        "ip",
+        "netns",
+        "exec",
+        topology.underlay_netns,
+        "env",
+        f"ZTOS_HOME={topology.admin_home}",
+        f"ZTOS_CONTROLLER={topology.controller_url}",
+        *ztos,
+        *args,
+    ]
+
+
+# --- recognising the lab's processes by their command line ---------------------
+
+
+def is_controller(argv: list[str], topology: LabTopology) -> bool:
+    return (
+        _is_ztos(argv)
+        and _has_sequence(argv, "controller", "serve")
+        and _passes(argv, str(topology.controller_db))
+    )
+
+
+def is_agent(argv: list[str], host: LabHost) -> bool:
+    return _is_ztos(argv) and _has_sequence(argv, "agent", "run") and _passes(argv, str(host.agent_state))
+
+
+def belongs_to_lab(argv: list[str], topology: LabTopology, wg_re: re.Pattern[str]) -> bool:
+    """A ZTOS process using the lab's state directory, a wireguard-go for its interfaces,
+    or an ``ip netns exec`` into one of its namespaces."""
+    if Path(argv[0]).name == "wireguard-go":
+        return any(wg_re.match(arg) for arg in argv[1:])
+    if argv[:3] == ["ip", "netns", "exec"] and len(argv) > 3:
+        return argv[3].startswith(topology.netns_prefix)  # not yet exec'd into the namespace
+    root = f"{topology.state_dir}/"
+    return _is_ztos(argv) and any(arg.startswith(root) for arg in argv)
+
+
+def _is_ztos(argv: list[str]) -> bool:
+    names = {Path(arg).name for arg in argv[:2]}
+    return bool(names & {"ztos", "ztosd"}) or _has_sequence(argv, "-m", "ztos")
+
+
+def _has_sequence(argv: list[str], first: str, second: str) -> bool:
+    return any(a == first and b == second for a, b in itertools.pairwise(argv))
+
+
+def _passes(argv: list[str], value: str) -> bool:
+    return value in argv
+
+
+def _clean(env: Mapping[str, str]) -> dict[str, str]:
+    clean = {k: v for k, v in env.items() if not k.startswith("ZTOS_")}
+    clean["PYTHONUNBUFFERED"] = "1"
+    return clean
