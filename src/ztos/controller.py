@@ -89,10 +89,10 @@ class Controller:
         return cls(store, pki.CertificateAuthority.load(pki_dir), controller_urls)
 
     def network(self) -> Network:
-        network = self.store.get(Network, "default")
-        if network is None:
+        networks = self.store.list(Network)  # exactly one per directory
+        if not networks:
             raise NotFound("the directory has no network: run 'ztos init' first")
-        return network
+        return networks[0]
 
     # -- identities --------------------------------------------------------
 
@@ -298,7 +298,7 @@ def initialise_network(
     admin_name: str = "admin",
 ) -> Network:
     """Create a network: CA, random prefixes, and the first admin identity."""
-    if store.get(Network, "default") is not None:
+    if store.list(Network):
         raise Conflict("this directory already holds a network; refusing to initialise it again")
     ca = pki.CertificateAuthority.create(pki_dir, network_name)
     network = Network(

@@ -4,6 +4,7 @@ the real CLI, real mTLS clients, and every kind of bad input refused."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from datetime import timedelta
@@ -174,3 +175,13 @@ def test_foreign_directory_file_refused(controller: RunningController, tmp_path:
     )
     assert "not a ZTOS directory" in one_line_error(result)
     assert foreign.read_bytes() == b"definitely not sqlite" * 100
+
+
+def test_audit_log_tampering_is_detected(controller: RunningController, tmp_path: Path) -> None:
+    make_profile(controller, tmp_path, "host7")
+    assert controller.ztos("monitoring", "logs", "--verify").returncode == 0
+    with sqlite3.connect(controller.db) as db:
+        db.execute("UPDATE audit SET detail = 'nothing happened' WHERE seq = 2")
+    result = controller.ztos("monitoring", "logs", "--verify", check=False)
+    assert result.returncode == 3
+    assert "audit chain broken at event 2" in one_line_error(result)
