@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ATTR_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
@@ -93,8 +93,36 @@ class Record(BaseModel):
         return str(getattr(self, self.key_field))
 
 
+MAX_ASN = 2**32 - 1
+
+
+class BgpPeer(BaseModel):
+    """An extra BGP peer (route reflector, external router) beside the mesh."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: ipaddress.IPv6Address | ipaddress.IPv4Address
+    asn: int = Field(ge=1, le=MAX_ASN)
+
+
+class BgpSettings(BaseModel):
+    """BGP EVPN for the whole network; absent means the embedded flood-list mode."""
+
+    model_config = ConfigDict(extra="forbid")
+    asn: int = Field(ge=1, le=MAX_ASN)
+    evpn: bool = True
+    peers: list[BgpPeer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_peers(self) -> BgpSettings:
+        seen = [str(peer.address) for peer in self.peers]
+        duplicates = sorted({a for a in seen if seen.count(a) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate BGP peer {', '.join(duplicates)}: each peer may appear once")
+        return self
+
+
 class Network(Record):
-    """The one ZTOS network a directory describes (key ``default``)."""
+    """The one ZTOS network a directory describes."""
 
     kind = "network"
     name: Name = "default"
@@ -103,6 +131,7 @@ class Network(Record):
     domain: str = "ztos.internal"
     cert_ttl_seconds: int = Field(default=24 * 3600, ge=300, le=90 * 24 * 3600)
     created_at: datetime = Field(default_factory=utcnow)
+    bgp: BgpSettings | None = None
 
 
 class Node(Record):
@@ -155,12 +184,35 @@ class RoleDef(Record):
 
 
 class Tenant(Record):
+    """An isolated L2/L3 segment: one VNI, one IPv6 /64 of the network, optional IPv4.
+
+    IPv4 subnets of different tenants may overlap; the anycast gateway is the
+    first address of each prefix on every node that serves the tenant.
+    """
+
     kind = "tenant"
     name: Name
     vni: int = Field(ge=1, le=MAX_VNI)
     ipv6_prefix: ipaddress.IPv6Network
     ipv4_prefix: ipaddress.IPv4Network | None = None
     nodes: list[Name] = Field(default_factory=list)
+
+
+class Workload(Record):
+    """A workload (container, VM, namespace) attached to a tenant on one node.
+
+    ``netns`` names an existing network namespace to plug in (a container's);
+    empty means ZTOS creates one (the lab's stand-in for a container).
+    """
+
+    kind = "workload"
+    name: Name
+    tenant: Name
+    node: Name
+    mac: str = Field(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+    ipv6: ipaddress.IPv6Interface
+    ipv4: ipaddress.IPv4Interface | None = None
+    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class Token(Record):
@@ -209,7 +261,8 @@ class AuditEvent(BaseModel):
 
 
 RECORD_KINDS: dict[str, type[Record]] = {
-    cls.kind: cls for cls in (Network, Node, User, Device, Group, RoleDef, Tenant, Token, CertificateRecord)
+    cls.kind: cls
+    for cls in (Network, Node, User, Device, Group, RoleDef, Tenant, Workload, Token, CertificateRecord)
 }
 
 

@@ -15,9 +15,9 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict
 
-from ztos import addressing
+from ztos import addressing, tenancy
 from ztos.errors import Forbidden, NotFound
-from ztos.model import Network, Node, NodeStatus
+from ztos.model import Network, Node, NodeStatus, Tenant, Workload
 
 PERSISTENT_KEEPALIVE = 25
 
@@ -34,6 +34,41 @@ class MapPeer(BaseModel):
     persistent_keepalive: int = PERSISTENT_KEEPALIVE
 
 
+class MapWorkload(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    mac: str
+    addresses: tuple[str, ...]
+    netns: str | None = None
+
+
+class MapTenant(BaseModel):
+    """A tenant this node serves: its segment, gateway, remote VTEPs and local workloads."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    vni: int
+    gateway_mac: str
+    gateway_addresses: tuple[str, ...]
+    remote_vteps: tuple[str, ...]
+    workloads: tuple[MapWorkload, ...]
+
+
+class MapBgpNeighbor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    address: str
+    remote_as: int | None = None  # None: a mesh peer in our own AS
+    description: str = ""
+
+
+class MapBgp(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    asn: int
+    evpn: bool
+    router_id: str
+    neighbors: tuple[MapBgpNeighbor, ...]
+
+
 class NodeMap(BaseModel):
     model_config = ConfigDict(frozen=True)
     network: str
@@ -45,6 +80,8 @@ class NodeMap(BaseModel):
     listen_port: int
     underlay_mtu: int
     peers: tuple[MapPeer, ...]
+    tenants: tuple[MapTenant, ...] = ()
+    bgp: MapBgp | None = None
 
 
 def choose_endpoint(endpoints: list[str]) -> str | None:
@@ -67,17 +104,23 @@ def peer_of(node: Node) -> MapPeer:
     )
 
 
-def build(network: Network, nodes: list[Node], name: str) -> NodeMap:
-    """The desired mesh state of node ``name``."""
+def build(
+    network: Network,
+    nodes: list[Node],
+    name: str,
+    tenants: list[Tenant] | None = None,
+    workloads: list[Workload] | None = None,
+) -> NodeMap:
+    """The desired state of node ``name``: mesh peers, tenants and BGP."""
     me = next((node for node in nodes if node.name == name), None)
     if me is None:
         raise NotFound(f"node {name!r} is not in the directory")
     if me.status is not NodeStatus.ACTIVE:
         raise Forbidden(f"node {name!r} is {me.status.value}; it has no place in the mesh")
-    peers = sorted(
-        (peer_of(n) for n in nodes if n.name != name and n.status is NodeStatus.ACTIVE),
-        key=lambda peer: peer.name,
-    )
+    active = {n.name: n for n in nodes if n.status is NodeStatus.ACTIVE}
+    peers = sorted((peer_of(n) for n in active.values() if n.name != name), key=lambda peer: peer.name)
+    evpn = network.bgp is not None and network.bgp.evpn
+    served = [t for t in tenants or [] if name in t.nodes]
     return NodeMap(
         network=network.name,
         name=name,
@@ -88,4 +131,56 @@ def build(network: Network, nodes: list[Node], name: str) -> NodeMap:
         listen_port=me.listen_port,
         underlay_mtu=me.underlay_mtu,
         peers=tuple(peers),
+        tenants=tuple(
+            map_tenant(t, me, active, workloads or [], evpn) for t in sorted(served, key=lambda t: t.vni)
+        ),
+        bgp=map_bgp(network, me, active),
+    )
+
+
+def vtep_of(node: Node, evpn: bool) -> str:
+    """IPv6 overlay VTEPs in the embedded mode; IPv4 in EVPN mode (FRR 8.4 needs IPv4)."""
+    return str(node.overlay_ipv4 if evpn else node.overlay_ipv6)
+
+
+def map_tenant(
+    tenant: Tenant, me: Node, active: dict[str, Node], workloads: list[Workload], evpn: bool
+) -> MapTenant:
+    remote = sorted(vtep_of(active[n], evpn) for n in tenant.nodes if n != me.name and n in active)
+    local = sorted(
+        (w for w in workloads if w.tenant == tenant.name and w.node == me.name), key=lambda w: w.name
+    )
+    return MapTenant(
+        name=tenant.name,
+        vni=tenant.vni,
+        gateway_mac=tenancy.gateway_mac(tenant.vni),
+        gateway_addresses=tenancy.gateway_addresses(tenant),
+        remote_vteps=tuple(remote),
+        workloads=tuple(
+            MapWorkload(
+                name=w.name, mac=w.mac, addresses=tuple(str(a) for a in (w.ipv6, w.ipv4) if a), netns=w.netns
+            )
+            for w in local
+        ),
+    )
+
+
+def map_bgp(network: Network, me: Node, active: dict[str, Node]) -> MapBgp | None:
+    """iBGP over the overlay to every other node, plus the configured extra peers."""
+    if network.bgp is None:
+        return None
+    mesh = [
+        MapBgpNeighbor(address=str(n.overlay_ipv6), description=n.name)
+        for n in sorted(active.values(), key=lambda n: n.name)
+        if n.name != me.name
+    ]
+    extra = [
+        MapBgpNeighbor(address=str(p.address), remote_as=p.asn, description="configured peer")
+        for p in network.bgp.peers
+    ]
+    return MapBgp(
+        asn=network.bgp.asn,
+        evpn=network.bgp.evpn,
+        router_id=str(me.overlay_ipv4),
+        neighbors=tuple(mesh + extra),
     )

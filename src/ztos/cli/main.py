@@ -14,6 +14,7 @@ from ztos.cli import admin
 from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
 from ztos.cli.lab import lab_app
+from ztos.cli.tenants import network_app, tenant_app, workload_app
 from ztos.client import enroll_host
 from ztos.controller import Controller, initialise_network
 from ztos.directory import open_store
@@ -38,6 +39,9 @@ app.add_typer(admin.security_app, name="security")
 app.add_typer(admin.monitoring_app, name="monitoring")
 app.add_typer(agent_app, name="agent")
 app.add_typer(lab_app, name="lab")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(workload_app, name="workload")
+app.add_typer(network_app, name="network")
 
 
 @app.callback()

@@ -23,7 +23,7 @@ from ztos.pki import Identity
 router = APIRouter(prefix="/api/v1", tags=["watch"])
 
 POLL_INTERVAL = 0.05
-NODE_VISIBLE_KINDS = frozenset({"network", "node", "tenant"})
+NODE_VISIBLE_KINDS = frozenset({"network", "node", "tenant", "workload"})
 REDACTED_KINDS = frozenset({"token"})
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ztos import addressing, netmap, pki
 from ztos.audit import AuditDraft, verify_chain
+from ztos.controller.status import NetworkStatus, StatusBoard
 from ztos.directory import Change, Store
 from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
@@ -32,8 +33,10 @@ from ztos.model import (
     Node,
     NodeStatus,
     Role,
+    Tenant,
     Token,
     User,
+    Workload,
     utcnow,
 )
 
@@ -83,6 +86,7 @@ class Controller:
     ca: pki.CertificateAuthority
     controller_urls: list[str]
     clock: Clock = utcnow
+    status_board: StatusBoard = field(default_factory=StatusBoard)
 
     @classmethod
     def open(cls, store: Store, pki_dir: Path, controller_urls: list[str]) -> Controller:
@@ -212,7 +216,16 @@ class Controller:
             tx.audit(AuditDraft(actor, "node.delete", f"node:{name}"))
 
     def node_map(self, identity: pki.Identity) -> netmap.NodeMap:
-        return netmap.build(self.network(), self.store.list(Node), identity.name)
+        return netmap.build(
+            self.network(),
+            self.store.list(Node),
+            identity.name,
+            self.store.list(Tenant),
+            self.store.list(Workload),
+        )
+
+    def network_status(self) -> NetworkStatus:
+        return self.status_board.network_status(self.network().bgp, self.store.list(Tenant))
 
     def report(self, identity: pki.Identity, report: NodeReport) -> Node:
         """Record what a node says about its underlay; writes only when it changed,
