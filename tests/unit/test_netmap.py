@@ -2,11 +2,11 @@ import ipaddress
 
 import pytest
 
-from ztos import addressing, netmap
+from ztos import addressing, netmap, tenancy
 from ztos.agent.desired import HostAddress, interface_spec, mesh_mtu, underlay_endpoints, underlay_mtu
-from ztos.errors import Forbidden, NotFound
+from ztos.errors import Forbidden, InvalidInput, NotFound
 from ztos.keys import generate_wg_keypair
-from ztos.model import Network, Node, NodeStatus
+from ztos.model import BgpSettings, Network, Node, NodeStatus, Tenant, Workload
 
 NETWORK = Network(
     ula_prefix=ipaddress.IPv6Network("fd12:3456:789a::/48"), ipv4_prefix=ipaddress.IPv4Network("10.42.0.0/16")
@@ -78,3 +78,60 @@ def test_underlay_endpoints_prefer_ipv6_and_skip_local_scopes() -> None:
     assert endpoints == ["[2001:db8::5]:51820", "192.0.2.5:51820"]
     assert underlay_mtu(addresses, endpoints) == 9000
     assert underlay_mtu(addresses, []) == 1500
+
+
+def tenant(name: str, vni: int, index: int, nodes: list[str]) -> Tenant:
+    return Tenant(
+        name=name,
+        vni=vni,
+        ipv6_prefix=addressing.tenant_subnet(NETWORK.ula_prefix, index),
+        ipv4_prefix=ipaddress.IPv4Network("10.20.0.0/24"),
+        nodes=nodes,
+    )
+
+
+def test_tenants_in_the_map_embedded_and_evpn() -> None:
+    tenants = [tenant("blue", 100, 1, ["a", "b", "d"]), tenant("red", 101, 2, ["b"])]
+    ipv6, ipv4 = tenancy.workload_addresses(tenants[0], [])
+    web = Workload(
+        name="web", tenant="blue", node="a", mac=tenancy.workload_mac("blue", "web"), ipv6=ipv6, ipv4=ipv4
+    )
+    view = netmap.build(NETWORK, NODES, "a", tenants, [web])
+    assert [t.name for t in view.tenants] == ["blue"], "only tenants the node serves"
+    blue = view.tenants[0]
+    assert blue.remote_vteps == (str(NODES[1].overlay_ipv6),), "revoked d is no VTEP"
+    assert blue.gateway_addresses == (f"{tenants[0].ipv6_prefix.network_address + 1}/64", "10.20.0.1/24")
+    assert blue.workloads[0].addresses == (str(ipv6), "10.20.0.10/24")
+    assert view.bgp is None
+    evpn = NETWORK.model_copy(
+        update={"bgp": BgpSettings(asn=65000, peers=[{"address": "2001:db8::99", "asn": 65001}])}
+    )
+    view = netmap.build(evpn, NODES, "a", tenants, [web])
+    assert view.tenants[0].remote_vteps == ("10.42.0.11",), "EVPN uses IPv4 VTEPs"
+    assert view.bgp is not None and view.bgp.router_id == "10.42.0.10"
+    assert [(n.address, n.remote_as) for n in view.bgp.neighbors] == [
+        (str(NODES[1].overlay_ipv6), None),
+        (str(NODES[2].overlay_ipv6), None),
+        (str(NODES[4].overlay_ipv6), None),
+        ("2001:db8::99", 65001),
+    ]
+
+
+def test_tenancy_allocation() -> None:
+    blue = tenant("blue", 100, 1, [])
+    assert tenancy.next_vni([blue]) == 101
+    assert tenancy.next_ipv6_prefix(NETWORK.ula_prefix, [blue]) == addressing.tenant_subnet(
+        NETWORK.ula_prefix, 2
+    )
+    assert tenancy.gateway_mac(100) == "02:5a:54:00:00:64"
+    first = Workload(
+        name="w1",
+        tenant="blue",
+        node="a",
+        mac="02:00:00:00:00:01",
+        ipv6=tenancy.workload_addresses(blue, [])[0],
+        ipv4=ipaddress.IPv4Interface("10.20.0.10/24"),
+    )
+    assert str(tenancy.workload_addresses(blue, [first])[1]) == "10.20.0.11/24"
+    with pytest.raises(InvalidInput, match="too small"):
+        tenancy.check_ipv4_subnet("10.0.0.0/30")
