@@ -48,6 +48,12 @@ class AgentConfig:
     ifname: str = "ztos0"
     reconcile_interval: float = 10.0
     listen_port: int = DEFAULT_PORT
+    netns_prefix: str = "ztos-"  # tenant and workload namespaces start with it
+    frr_instance: str = "ztos"  # unique per machine: several lab hosts share one kernel
+
+    @property
+    def frr_dir(self) -> Path:
+        return self.state_dir / "frr"
 
     @property
     def identity(self) -> IdentityDir:

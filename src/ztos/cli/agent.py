@@ -20,6 +20,8 @@ agent_app = typer.Typer(help="The host agent (ztosd): enrol, watch, reconcile.",
 
 StateDir = Annotated[Path, typer.Option(help="Where this host keeps its identity and state.")]
 IfName = Annotated[str, typer.Option("--interface", help="WireGuard interface name (unique per machine).")]
+NetnsPrefix = Annotated[str, typer.Option(help="Prefix of the tenant and workload namespaces ZTOS creates.")]
+FrrInstanceOpt = Annotated[str, typer.Option(help="FRR instance name (unique per machine).")]
 DEFAULT_STATE = Path("/var/lib/ztos/agent")
 
 
@@ -30,30 +32,40 @@ def run(
     interface: IfName = "ztos0",
     reconcile_interval: Annotated[float, typer.Option(help="Seconds between drift-repair passes.")] = 10.0,
     listen_port: Annotated[int, typer.Option(help="WireGuard UDP port.")] = DEFAULT_PORT,
+    netns_prefix: NetnsPrefix = "ztos-",
+    frr_instance: FrrInstanceOpt = "ztos",
 ) -> None:
     """Enrol on first start (zero-touch), then keep the mesh reconciled."""
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    config = AgentConfig(state_dir, profile, interface, reconcile_interval, listen_port)
+    config = AgentConfig(
+        state_dir, profile, interface, reconcile_interval, listen_port, netns_prefix, frr_instance
+    )
     agent = Agent(config)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
     agent.run()
 
 
-def _config(state_dir: Path, interface: str) -> AgentConfig:
-    return AgentConfig(state_dir=state_dir, ifname=interface)
+def _config(
+    state_dir: Path, interface: str, netns_prefix: str = "ztos-", frr_instance: str = "ztos"
+) -> AgentConfig:
+    return AgentConfig(
+        state_dir=state_dir, ifname=interface, netns_prefix=netns_prefix, frr_instance=frr_instance
+    )
 
 
 @agent_app.command("plan")
 def plan(
     state_dir: StateDir = DEFAULT_STATE,
     interface: IfName = "ztos0",
+    netns_prefix: NetnsPrefix = "ztos-",
+    frr_instance: FrrInstanceOpt = "ztos",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Print what the next reconcile would change, without changing anything."""
-    agent = Agent(_config(state_dir, interface))
+    agent = Agent(_config(state_dir, interface, netns_prefix, frr_instance))
     try:
         node_map = agent.fetch_node_map(agent.client(agent.profile()))
     except ZtosError as exc:

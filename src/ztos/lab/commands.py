@@ -78,6 +78,10 @@ def agent_argv(host: LabHost, reconcile_interval: float) -> list[str]:
         host.wg_interface,
         "--reconcile-interval",
         f"{reconcile_interval:g}",
+        "--netns-prefix",
+        f"{host.netns}-",
+        "--frr-instance",
+        host.netns,
     ]
 
 

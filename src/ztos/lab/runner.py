@@ -23,6 +23,7 @@ from ztos.errors import Conflict, ToolError, ZtosError
 from ztos.lab import commands, procs, record
 from ztos.lab.record import LabRecord
 from ztos.lab.topology import (
+    FRR_SOCKET_DIR,
     WG_SOCKET_DIR,
     LabHost,
     LabTopology,
@@ -321,11 +322,15 @@ def _lab_pids(lab: str) -> set[int]:
 
 
 def _remove_sockets(lab: str) -> tuple[str, ...]:
+    """WireGuard UAPI sockets and FRR socket directories (instances are named after host namespaces)."""
     wg_re = wg_interface_re(lab)
     found = [p for p in WG_SOCKET_DIR.glob(f"zt{lab}h*.sock") if wg_re.match(p.name.removesuffix(".sock"))]
     for path in found:
         path.unlink(missing_ok=True)
-    return tuple(sorted(str(p) for p in found))
+    frr_dirs = [p for p in FRR_SOCKET_DIR.glob(f"{netns_prefix(lab)}h*") if p.is_dir()]
+    for path in frr_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+    return tuple(sorted(str(p) for p in [*found, *frr_dirs]))
 
 
 def _remove_state(lab: str, keep_logs: bool) -> bool:
