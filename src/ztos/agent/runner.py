@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -70,21 +71,42 @@ class AgentConfig:
 
 @dataclass
 class PathMtuCache:
-    """Measured path MTUs by peer underlay address; failures are retried later, not every pass."""
+    """Measured path MTUs by peer underlay address.
+
+    Probing takes ~0.1 s a peer, so it never blocks a reconcile: unknown paths
+    are probed in the background, in parallel, and the agent starts with the
+    MTUs peers report; a later pass tightens the MTU if a path turns out
+    narrower. Failures are retried after a while, not on every pass.
+    """
 
     measured: dict[str, int] = field(default_factory=dict)
     failed_at: dict[str, float] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, "pmtu"))
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self, hosts: list[str]) -> dict[str, int]:
-        for host in hosts:
-            if host in self.measured or time.monotonic() - self.failed_at.get(host, -1e9) < PMTU_RETRY_AFTER:
-                continue
-            try:
-                self.measured[host] = mtu.path_mtu(host)
-            except ZtosError as exc:
-                log.info("path MTU to %s unknown for now: %s", host, exc.detail)
+        with self.lock:
+            for host in hosts:
+                recently_failed = time.monotonic() - self.failed_at.get(host, -1e9) < PMTU_RETRY_AFTER
+                if host in self.measured or host in self.pending or recently_failed:
+                    continue
+                self.pending.add(host)
+                self.pool.submit(self._probe, host)
+            return dict(self.measured)
+
+    def _probe(self, host: str) -> None:
+        try:
+            result = mtu.path_mtu(host)
+        except ZtosError as exc:
+            log.info("path MTU to %s unknown for now: %s", host, exc.detail)
+            with self.lock:
                 self.failed_at[host] = time.monotonic()
-        return self.measured
+                self.pending.discard(host)
+            return
+        with self.lock:
+            self.measured[host] = result
+            self.pending.discard(host)
 
 
 class Agent:

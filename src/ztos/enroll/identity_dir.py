@@ -68,8 +68,10 @@ class IdentityDir:
 
     def store_enrolment(self, response: EnrollResponse) -> None:
         summary = response.model_dump(mode="json", exclude={"certificate_pem", "ca_pem"})
-        self.enrolment.write_text(json.dumps(summary, indent=2) + "\n")
         self.store_certificate(response.certificate_pem, response.ca_pem)
+        tmp = self.enrolment.with_name("enrolment.json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(self.enrolment)  # readers never see half a file
 
     def load_enrolment(self) -> EnrollResponse | None:
         if not self.enrolment.exists():
