@@ -120,7 +120,10 @@ def test_processes_are_recognised_by_their_command_line() -> None:
     assert not commands.is_agent(commands.agent_argv(LabTopology("demo2", 1).host(1), 2.0), h1)
     assert commands.is_controller(commands.controller_argv(lab), lab)
     assert not commands.is_controller(agent, lab)
-    assert agent[-4:] == ["--interface", "ztdemoh1", "--reconcile-interval", "2"]
+    assert agent[-8:] == [
+        "--interface", "ztdemoh1", "--reconcile-interval", "2",
+        "--netns-prefix", "ztl-demo-h1-", "--frr-instance", "ztl-demo-h1",
+    ]
 
 
 def test_what_cleanup_claims_for_a_lab() -> None:

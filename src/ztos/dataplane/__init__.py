@@ -1,4 +1,4 @@
-"""The host data plane: WireGuard mesh interface, links, MTU (more kinds to come).
+"""The host data plane: WireGuard mesh interface, tenant segments, links, MTU.
 
 Shape (see DESIGN.md, "Desired state, diff, apply")::
 
@@ -8,10 +8,16 @@ Shape (see DESIGN.md, "Desired state, diff, apply")::
     adapters   links (pyroute2/netlink), wireguard (wg, UAPI, wireguard-go),
                mtu (ping), keys (cryptography), nsexec (ip netns exec)
 
+    tenant_state      TenantsSpec/TenantSpec/WorkloadSpec (desired, validated)
+    tenant_plan       plan_tenants(desired, observed) -> [TenantOperation], pure
+    tenant_reconcile  observe_tenants -> plan_tenants -> executor
+
 The agent builds an ``InterfaceSpec`` from its node map and calls
 ``reconcile(spec)`` (``netns=None`` when the agent already runs inside the
 node's namespace); ``reconcile(spec, executor=RecordingExecutor())`` is the
-dry run behind ``ztos agent plan``.
+dry run behind ``ztos agent plan``. Tenants work the same way:
+``reconcile_tenants(tenants_spec, netns)``, with ``TenantRecordingExecutor``
+for the dry run; detaching a tenant is reconciling without it.
 """
 
 from ztos.dataplane.keys import generate_keypair, public_key_of, read_private_key, write_private_key
@@ -51,6 +57,16 @@ from ztos.dataplane.state import (
     ObservedPeer,
     PeerSpec,
 )
+from ztos.dataplane.tenant_plan import ObservedTenants, TenantOperation, plan_tenants, tenant_mtu
+from ztos.dataplane.tenant_reconcile import (
+    TenantExecutor,
+    TenantHostExecutor,
+    TenantRecordingExecutor,
+    TenantStepFailed,
+    observe_tenants,
+    reconcile_tenants,
+)
+from ztos.dataplane.tenant_state import TenantSpec, TenantsSpec, WorkloadSpec
 from ztos.dataplane.wireguard import WireGuardDevice, WireGuardGo, detect_backend, sweep
 
 __all__ = [
@@ -65,6 +81,7 @@ __all__ = [
     "InterfaceSpec",
     "ObservedInterface",
     "ObservedPeer",
+    "ObservedTenants",
     "Operation",
     "PeerSpec",
     "RecordingExecutor",
@@ -76,21 +93,33 @@ __all__ = [
     "SetPrivateKey",
     "SetUp",
     "StepFailed",
+    "TenantExecutor",
+    "TenantHostExecutor",
+    "TenantOperation",
+    "TenantRecordingExecutor",
+    "TenantSpec",
+    "TenantStepFailed",
+    "TenantsSpec",
     "UpdatePeer",
     "WireGuardDevice",
     "WireGuardGo",
+    "WorkloadSpec",
     "default_launcher",
     "detect_backend",
     "generate_keypair",
     "observe",
+    "observe_tenants",
     "overlay_mtu",
     "path_mtu",
     "plan",
+    "plan_tenants",
     "public_key_of",
     "read_private_key",
     "reconcile",
+    "reconcile_tenants",
     "sweep",
     "teardown",
+    "tenant_mtu",
     "wait_for_handshake",
     "wireguard_mtu",
     "write_private_key",

@@ -1,4 +1,4 @@
-"""Links, addresses, routes, MTU, namespaces and sysctls: the netlink adapter.
+"""Links, addresses, routes, MTU, namespaces, sysctls, VXLAN, bridge ports, FDB: the netlink adapter.
 
 This is the only module that imports pyroute2. Every call takes ``netns``:
 ``None`` is the namespace the calling thread runs in (the usual case for an
@@ -29,6 +29,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import ndmsg
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from ztos.errors import Conflict, NotFound, ToolError
@@ -38,12 +39,36 @@ ZTOS_ROUTE_PROTO = 90
 
 MAIN_TABLE = 254
 IFF_UP = 0x1
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _GONE = {errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT}
 
 
 @dataclass(frozen=True)
+class VxlanInfo:
+    """The identity of a VXLAN device: what cannot change without recreating it."""
+
+    vni: int
+    local: str | None
+    learning: bool
+    port: int
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """Flags of a link enslaved to a bridge (``bridge link show``)."""
+
+    learning: bool
+    neigh_suppress: bool
+    isolated: bool
+
+
+@dataclass(frozen=True)
 class LinkInfo:
-    """One link as the kernel reports it; ``kind`` is None for plain devices."""
+    """One link as the kernel reports it; ``kind`` is None for plain devices.
+
+    ``vxlan`` is set for VXLAN devices, ``port`` for bridge ports; ``alias``
+    is the free-text ``ip link set NAME alias`` label (IFLA_IFALIAS).
+    """
 
     name: str
     index: int
@@ -51,6 +76,28 @@ class LinkInfo:
     mtu: int
     up: bool
     peer_index: int | None = None
+    mac: str | None = None
+    master_index: int | None = None
+    alias: str | None = None
+    vxlan: VxlanInfo | None = None
+    port: PortInfo | None = None
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """One bridge/VXLAN forwarding entry (``bridge fdb show``).
+
+    ``master`` entries belong to the bridge a port is enslaved to; the others
+    to the device itself (a VXLAN device's remote VTEPs). ``state`` is
+    ``permanent`` (local or ZTOS-programmed), ``static`` or ``dynamic`` (learned).
+    """
+
+    ifname: str
+    mac: str
+    dst: str | None
+    master: bool
+    state: str
+    sticky: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,13 +161,25 @@ def delete_link(name: str, netns: str | None = None) -> bool:
     return True
 
 
-def set_link(name: str, netns: str | None = None, *, mtu: int | None = None, up: bool | None = None) -> None:
-    """Set MTU and/or administrative state (only the given ones)."""
+def set_link(
+    name: str,
+    netns: str | None = None,
+    *,
+    mtu: int | None = None,
+    up: bool | None = None,
+    mac: str | None = None,
+    alias: str | None = None,
+) -> None:
+    """Set MTU, administrative state, MAC address and/or alias (only the given ones)."""
     changes: dict[str, Any] = {}
     if mtu is not None:
         changes["mtu"] = mtu
     if up is not None:
         changes["state"] = "up" if up else "down"
+    if mac is not None:
+        changes["address"] = mac
+    if alias is not None:
+        changes["ifalias"] = alias
     with _ipr(netns, f"set link {name} {changes}") as ipr:
         ipr.link("set", index=_index(ipr, name), **changes)
 
@@ -159,6 +218,80 @@ def create_bridge(name: str, netns: str | None = None, *, up: bool = True) -> No
     create_link(name, "bridge", netns)
     if up:
         set_link(name, netns, up=True)
+
+
+def list_links(netns: str | None = None) -> tuple[LinkInfo, ...]:
+    """Every link in the namespace, with VXLAN and bridge-port details, in one dump."""
+    with _ipr(netns, "list links") as ipr:
+        return tuple(sorted((_link_info(row) for row in ipr.get_links()), key=lambda link: link.index))
+
+
+def create_vxlan(
+    name: str, vni: int, local: str, *, learning: bool, port: int, netns: str | None = None
+) -> LinkInfo:
+    """A VXLAN device without a default remote (the FDB says where frames go).
+
+    ``local`` is the source VTEP address, IPv6 or IPv4. An existing device is
+    accepted only with the same VNI, local address, learning mode and port:
+    those cannot be changed in place, so the caller deletes and recreates it.
+    """
+    address = ipaddress.ip_address(local)
+    wanted = VxlanInfo(vni=vni, local=str(address), learning=learning, port=port)
+    local_key = "vxlan_local6" if address.version == 6 else "vxlan_local"
+    with _ipr(netns, f"create vxlan {name} vni {vni} local {local}") as ipr:
+        existing = _find(ipr, name)
+        if existing is None:
+            ipr.link(
+                "add",
+                ifname=name,
+                kind="vxlan",
+                vxlan_id=vni,
+                vxlan_learning=int(learning),
+                vxlan_port=port,
+                **{local_key: str(address)},
+            )
+            existing = _find(ipr, name)
+    link = _expect_kind(existing, name, "vxlan")
+    if link.vxlan != wanted:
+        raise Conflict(f"vxlan {name} exists as {link.vxlan}, not {wanted}: delete it first")
+    return link
+
+
+def set_bridge_port(
+    name: str,
+    netns: str | None = None,
+    *,
+    learning: bool | None = None,
+    neigh_suppress: bool | None = None,
+    isolated: bool | None = None,
+) -> None:
+    """Set bridge-port flags of an enslaved link (only the given ones).
+
+    ``isolated`` ports never exchange frames with each other (kernel 4.18+),
+    only with non-isolated ports.
+    """
+    given = {"learning": learning, "neigh_suppress": neigh_suppress, "isolated": isolated}
+    flags = {key: int(value) for key, value in given.items() if value is not None}
+    with _ipr(netns, f"set bridge port {name} {flags}") as ipr:
+        ipr.brport("set", index=_index(ipr, name), **flags)
+
+
+def ipv6_enabled(name: str, netns: str | None = None) -> bool:
+    """Whether a link has IPv6 (and so a link-local address once up); False without IPv6."""
+    path = Path("/proc/sys/net/ipv6/conf") / name / "disable_ipv6"
+    with _tool(f"read IPv6 state of {name} in netns {netns or '(current)'}"), _entered(netns):
+        return path.exists() and path.read_text().strip() == "0"
+
+
+def set_ipv6(name: str, enabled: bool, netns: str | None = None) -> None:
+    """Turn IPv6 on or off on one link (``net.ipv6.conf.NAME.disable_ipv6``).
+
+    Written as a path, not a dotted sysctl key, because link names may contain dots.
+    """
+    path = Path("/proc/sys/net/ipv6/conf") / name / "disable_ipv6"
+    what = f"set disable_ipv6={int(not enabled)} on {name} in netns {netns or '(current)'}"
+    with _tool(what), _entered(netns):
+        path.write_text(f"{int(not enabled)}\n")
 
 
 def route_device(destination: str, netns: str | None = None) -> LinkInfo:
@@ -285,6 +418,144 @@ def remove_route(name: str, cidr: str, netns: str | None = None, *, proto: int =
                 raise
 
 
+def default_gateways(
+    netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO
+) -> tuple[tuple[str, str], ...]:
+    """``(link, gateway)`` of every main-table default route installed with ``proto``."""
+    with _ipr(netns, "read default routes") as ipr:
+        names = {row["index"]: row.get("IFLA_IFNAME") for row in ipr.get_links()}
+        rows = [
+            *ipr.get_routes(family=2, table=MAIN_TABLE),
+            *ipr.get_routes(family=10, table=MAIN_TABLE),
+        ]
+    found = {
+        (names.get(row.get("RTA_OIF"), "?"), str(ipaddress.ip_address(row.get("RTA_GATEWAY"))))
+        for row in rows
+        if row["dst_len"] == 0 and row["proto"] == proto and row.get("RTA_GATEWAY")
+    }
+    return tuple(sorted(found))
+
+
+def add_default_route(
+    name: str, gateway: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO
+) -> None:
+    """``default via GATEWAY dev NAME``; replaces the family's default route (desired wins)."""
+    address = ipaddress.ip_address(gateway)
+    with _ipr(netns, f"add default route via {gateway} dev {name}") as ipr:
+        ipr.route("replace", **_default_route(ipr, name, address, proto))
+
+
+def remove_default_route(
+    name: str, gateway: str, netns: str | None = None, *, proto: int = ZTOS_ROUTE_PROTO
+) -> None:
+    address = ipaddress.ip_address(gateway)
+    with _ipr(netns, f"remove default route via {gateway} dev {name}") as ipr:
+        if _find_index(ipr, name) is None:
+            return
+        try:
+            ipr.route("del", **_default_route(ipr, name, address, proto))
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise
+
+
+def _default_route(ipr: Any, name: str, gateway: IPAddress, proto: int) -> dict[str, Any]:
+    family = 10 if gateway.version == 6 else 2
+    return {
+        "dst_len": 0,
+        "gateway": str(gateway),
+        "oif": _index(ipr, name),
+        "proto": proto,
+        "table": MAIN_TABLE,
+        "family": family,
+    }
+
+
+# --- forwarding database ---------------------------------------------------------
+
+
+def list_fdb(netns: str | None = None) -> tuple[FdbEntry, ...]:
+    """Every bridge and VXLAN FDB entry in the namespace, in one dump."""
+    with _ipr(netns, "read fdb") as ipr:
+        names = {row["index"]: row.get("IFLA_IFNAME") for row in ipr.get_links()}
+        rows = list(ipr.fdb("dump"))
+    entries = (_fdb_entry(row, names) for row in rows)
+    return tuple(sorted((e for e in entries if e is not None), key=lambda e: (e.ifname, e.mac, e.dst or "")))
+
+
+def fdb_append(name: str, mac: str, dst: str, netns: str | None = None) -> None:
+    """Add a remote (``dst``) to a VXLAN device's entry for ``mac``, keeping the others.
+
+    ``00:00:00:00:00:00`` is the flood list: broadcast and unknown frames go to
+    every VTEP it names (head-end replication). Appending a present one is a no-op.
+    """
+    with _ipr(netns, f"fdb append {mac} dev {name} dst {dst}") as ipr:
+        ipr.fdb("append", ifindex=_index(ipr, name), lladdr=mac, dst=str(ipaddress.ip_address(dst)))
+
+
+def fdb_delete(name: str, mac: str, dst: str, netns: str | None = None) -> None:
+    """Remove one remote from a VXLAN device's entry for ``mac``; gone already is fine."""
+    with _ipr(netns, f"fdb del {mac} dev {name} dst {dst}") as ipr:
+        index = _find_index(ipr, name)
+        if index is None:
+            return
+        try:
+            ipr.fdb("del", ifindex=index, lladdr=mac, dst=str(ipaddress.ip_address(dst)))
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise
+
+
+def add_static_fdb(port: str, mac: str, netns: str | None = None) -> None:
+    """Pin ``mac`` to a bridge port: ``bridge fdb replace MAC dev PORT master static sticky``.
+
+    Static: it never ages out; sticky: a frame from that MAC arriving on another
+    port cannot move it there (no hijacking by a spoofing neighbour).
+    """
+    with _ipr(netns, f"fdb replace {mac} dev {port} master static sticky") as ipr:
+        ipr.fdb(
+            "replace",
+            ifindex=_index(ipr, port),
+            lladdr=mac,
+            state=ndmsg.NUD_NOARP,
+            flags=ndmsg.NTF_MASTER | ndmsg.NTF_STICKY,
+        )
+
+
+def remove_static_fdb(port: str, mac: str, netns: str | None = None) -> None:
+    """Unpin ``mac`` from a bridge port (``bridge fdb del MAC dev PORT master``); gone is fine."""
+    with _ipr(netns, f"fdb del {mac} dev {port} master") as ipr:
+        index = _find_index(ipr, port)
+        if index is None:
+            return
+        try:
+            ipr.fdb("del", ifindex=index, lladdr=mac, state=ndmsg.NUD_NOARP, flags=ndmsg.NTF_MASTER)
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise
+
+
+def _fdb_state(state: int) -> str:
+    if state & ndmsg.NUD_PERMANENT:
+        return "permanent"
+    return "static" if state & ndmsg.NUD_NOARP else "dynamic"
+
+
+def _fdb_entry(row: Any, names: dict[int, str]) -> FdbEntry | None:
+    mac = row.get("NDA_LLADDR")
+    if mac is None or row["ifindex"] not in names:
+        return None
+    dst = row.get("NDA_DST")
+    return FdbEntry(
+        ifname=names[row["ifindex"]],
+        mac=mac.lower(),
+        dst=None if dst is None else str(ipaddress.ip_address(dst)),
+        master=bool(row["flags"] & ndmsg.NTF_MASTER) or row.get("NDA_MASTER") is not None,
+        state=_fdb_state(row["state"]),
+        sticky=bool(row["flags"] & ndmsg.NTF_STICKY),
+    )
+
+
 # --- namespaces and sysctls ----------------------------------------------------
 
 
@@ -394,6 +665,7 @@ def _index(ipr: Any, name: str) -> int:
 
 
 def _link_info(row: Any) -> LinkInfo:
+    mac = row.get("IFLA_ADDRESS")
     return LinkInfo(
         name=row.get("IFLA_IFNAME"),
         index=row["index"],
@@ -401,6 +673,39 @@ def _link_info(row: Any) -> LinkInfo:
         mtu=row.get("IFLA_MTU"),
         up=bool(row["flags"] & IFF_UP),
         peer_index=row.get("IFLA_LINK"),
+        mac=mac.lower() if mac else None,
+        master_index=row.get("IFLA_MASTER"),
+        alias=row.get("IFLA_IFALIAS") or None,
+        vxlan=_vxlan_info(row),
+        port=_port_info(row),
+    )
+
+
+def _vxlan_info(row: Any) -> VxlanInfo | None:
+    if row.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "vxlan":
+        return None
+    data = row.get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
+    if data is None:
+        return None
+    local = data.get("IFLA_VXLAN_LOCAL6") or data.get("IFLA_VXLAN_LOCAL")
+    return VxlanInfo(
+        vni=data.get("IFLA_VXLAN_ID"),
+        local=None if local is None else str(ipaddress.ip_address(local)),
+        learning=bool(data.get("IFLA_VXLAN_LEARNING")),
+        port=data.get("IFLA_VXLAN_PORT"),
+    )
+
+
+def _port_info(row: Any) -> PortInfo | None:
+    if row.get(("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND")) != "bridge":
+        return None
+    data = row.get(("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA"))
+    if data is None:
+        return None
+    return PortInfo(
+        learning=bool(data.get("IFLA_BRPORT_LEARNING")),
+        neigh_suppress=bool(data.get("IFLA_BRPORT_NEIGH_SUPPRESS")),
+        isolated=bool(data.get("IFLA_BRPORT_ISOLATED")),
     )
 
 
