@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import dataplane, pki
 from ztos.agent.desired import HostAddress, interface_spec, mesh_mtu, underlay_endpoints, underlay_mtu
+from ztos.agent.status import tenant_status
+from ztos.agent.tenants import frr_spec, tenants_spec
 from ztos.client import ApiClient, enroll_host
 from ztos.controller import NodeReport
 from ztos.dataplane import links, mtu
@@ -32,6 +34,8 @@ from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile, load_profile
 from ztos.errors import InvalidInput, PkiError, ZtosError
 from ztos.netmap import NodeMap
+from ztos.routing.frr import ApplyResult, FrrInstance
+from ztos.routing.spec import CONFIG_ROOT
 
 log = logging.getLogger("ztos.agent")
 T = TypeVar("T")
@@ -54,7 +58,8 @@ class AgentConfig:
 
     @property
     def frr_dir(self) -> Path:
-        return self.state_dir / "frr"
+        """FRR's files live outside the (0700) state dir: the frr user must read them."""
+        return CONFIG_ROOT / self.frr_instance
 
     @property
     def identity(self) -> IdentityDir:
@@ -116,6 +121,7 @@ class Agent:
         self.reported: NodeReport | None = None
         self.revision = 0
         self.stop = threading.Event()
+        self.frr: FrrInstance | None = None
 
     # -- enrolment -----------------------------------------------------------
 
@@ -150,22 +156,52 @@ class Agent:
 
     # -- one pass ----------------------------------------------------------------
 
-    def step(self, client: ApiClient) -> list[dataplane.Operation]:
+    def step(self, client: ApiClient) -> list[str]:
         self.renew_if_due(client)
         self.report_if_changed(client)
-        return self.apply(self.fetch_node_map(client))
+        node_map = self.fetch_node_map(client)
+        applied = self.apply(node_map)
+        self.report_status(client, node_map)
+        return applied
 
     def fetch_node_map(self, client: ApiClient) -> NodeMap:
         node_map = NodeMap.model_validate(client.request("GET", "/api/v1/netmap"))
         self.config.netmap_cache.write_text(node_map.model_dump_json(indent=2))
         return node_map
 
-    def apply(self, node_map: NodeMap) -> list[dataplane.Operation]:
-        spec = self.desired(node_map)
-        operations = dataplane.reconcile(spec)
-        for operation in operations:
-            log.info("applied: %s", operation)
-        return operations
+    def apply(self, node_map: NodeMap) -> list[str]:
+        """Reconcile WireGuard, then the tenants riding on it, then FRR; report the result."""
+        mesh = self.desired(node_map)
+        tenants = tenants_spec(node_map, mesh.mtu, self.config.netns_prefix)
+        applied = [str(op) for op in dataplane.reconcile(mesh)]
+        applied += [str(op) for op in dataplane.reconcile_tenants(tenants)]
+        applied += self.apply_routing(node_map)
+        for line in applied:
+            log.info("applied: %s", line)
+        return applied
+
+    def plan(self, node_map: NodeMap) -> list[str]:
+        """What ``apply`` would change, without changing anything (FRR excluded: it diffs itself)."""
+        mesh = self.desired(node_map)
+        tenants = tenants_spec(node_map, mesh.mtu, self.config.netns_prefix)
+        operations = [str(op) for op in dataplane.reconcile(mesh, executor=dataplane.RecordingExecutor())]
+        recorder = dataplane.TenantRecordingExecutor()
+        return operations + [str(op) for op in dataplane.reconcile_tenants(tenants, executor=recorder)]
+
+    def apply_routing(self, node_map: NodeMap) -> list[str]:
+        spec = frr_spec(node_map, self.config.frr_instance, str(self.config.frr_dir))
+        if spec is not None:
+            self.frr = FrrInstance(spec)
+            result = self.frr.apply()
+            return [] if result is ApplyResult.UNCHANGED else [f"~ frr {spec.instance}: {result.value}"]
+        if self.frr is not None and self.frr.stop():
+            self.frr = None
+            return [f"- frr {self.config.frr_instance} (BGP turned off)"]
+        return []
+
+    def report_status(self, client: ApiClient, node_map: NodeMap) -> None:
+        status = tenant_status(node_map, self.frr)
+        client.request("PUT", "/api/v1/nodes/self/status", json=status.model_dump(mode="json"))
 
     def desired(self, node_map: NodeMap) -> dataplane.InterfaceSpec:
         hosts = [p.endpoint.rpartition(":")[0].strip("[]") for p in node_map.peers if p.endpoint]

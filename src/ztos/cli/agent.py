@@ -73,10 +73,9 @@ def plan(
         if cached is None:
             fail(f"controller unavailable ({exc.detail}) and no cached node map in {state_dir}")
         node_map = cached
-    recorder = dataplane.RecordingExecutor()
-    operations = dataplane.reconcile(agent.desired(node_map), executor=recorder)
+    operations = agent.plan(node_map)
     if json_out:
-        print_json([str(op) for op in operations])
+        print_json(operations)
     elif not operations:
         print("converged: nothing to do")
     else:

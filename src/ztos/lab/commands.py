@@ -135,6 +135,8 @@ def belongs_to_lab(argv: list[str], topology: LabTopology, wg_re: re.Pattern[str
         return any(wg_re.match(arg) for arg in argv[1:])
     if argv[:3] == ["ip", "netns", "exec"] and len(argv) > 3:
         return argv[3].startswith(topology.netns_prefix)  # not yet exec'd into the namespace
+    if Path(argv[0]).name == "nsenter" and len(argv) > 1:
+        return argv[1].startswith(f"--net=/run/netns/{topology.netns_prefix}")
     root = f"{topology.state_dir}/"
     return _is_ztos(argv) and any(arg.startswith(root) for arg in argv)
 

@@ -73,17 +73,27 @@ def succeeds(argv: list[str], netns: str | None = None, timeout: float = 10.0) -
     return done.returncode == 0
 
 
+def daemon_argv(argv: list[str], netns: str | None) -> list[str]:
+    """``argv`` run in ``netns`` with ``nsenter --net``, which enters only the network namespace.
+
+    Not ``ip netns exec``: that also gives the process a private mount
+    namespace, so namespaces an agent creates (tenant VRFs, workloads) would be
+    bind-mounted under /run/netns where nobody else can see them.
+    """
+    return ["nsenter", f"--net=/run/netns/{netns}", "--", *argv] if netns else list(argv)
+
+
 def spawn(argv: list[str], netns: str | None, env: Mapping[str, str], log: Path) -> int:
     """Start a long-running process detached (own session), output appended to ``log``.
 
     Its own session keeps it alive when the ``ztos lab up`` that started it is
-    interrupted; the pid is that of ``argv`` itself because ``ip netns exec`` execs.
+    interrupted; the pid is that of ``argv`` itself because ``nsenter`` execs.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with log.open("ab") as out:
             process = subprocess.Popen(
-                netns_argv(argv, netns),
+                daemon_argv(argv, netns),
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,

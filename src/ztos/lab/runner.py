@@ -23,7 +23,6 @@ from ztos.errors import Conflict, ToolError, ZtosError
 from ztos.lab import commands, procs, record
 from ztos.lab.record import LabRecord
 from ztos.lab.topology import (
-    FRR_SOCKET_DIR,
     WG_SOCKET_DIR,
     LabHost,
     LabTopology,
@@ -32,6 +31,8 @@ from ztos.lab.topology import (
     state_dir,
     wg_interface_re,
 )
+from ztos.routing import frr
+from ztos.routing.spec import CONFIG_ROOT
 
 CONTROLLER_TIMEOUT = 30.0
 DEFAULT_RECONCILE_INTERVAL = 2.0
@@ -327,7 +328,9 @@ def _remove_sockets(lab: str) -> tuple[str, ...]:
     found = [p for p in WG_SOCKET_DIR.glob(f"zt{lab}h*.sock") if wg_re.match(p.name.removesuffix(".sock"))]
     for path in found:
         path.unlink(missing_ok=True)
-    frr_dirs = [p for p in FRR_SOCKET_DIR.glob(f"{netns_prefix(lab)}h*") if p.is_dir()]
+    frr_dirs = [
+        p for root in (frr.RUN_ROOT, CONFIG_ROOT) for p in root.glob(f"{netns_prefix(lab)}h*") if p.is_dir()
+    ]
     for path in frr_dirs:
         shutil.rmtree(path, ignore_errors=True)
     return tuple(sorted(str(p) for p in [*found, *frr_dirs]))

@@ -49,7 +49,6 @@ LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 NETNS_PREFIX = "ztl-"
 STATE_ROOT = Path("/run/ztos-lab")
 WG_SOCKET_DIR = Path("/var/run/wireguard")
-FRR_SOCKET_DIR = Path("/var/run/frr")  # FRR instances are named after host namespaces
 DEFAULT_LAB = "lab"
 DEFAULT_MTU = 1500
 MIN_MTU = 1280

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_ROOT = Path("/run/ztos/frr")
+"""Where agents keep each instance's FRR files (outside their 0700 state dirs: frr reads them)."""
 
 
 @dataclass(frozen=True)
