@@ -12,11 +12,15 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import errors, pki
+from ztos.discovery import find_controllers
+from ztos.discovery.names import as_name
+from ztos.discovery.updates import resolve
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile
 from ztos.enroll.server import EnrollRequest, EnrollResponse
@@ -145,6 +149,34 @@ def verify_profile_signature(profile: Profile, ca_pem: str) -> None:
         )
 
 
+def controller_urls(profile: Profile) -> list[str]:
+    """The profile's URLs, or those its domain's ``_ztos-api._tcp`` SRV records name."""
+    if profile.controllers:
+        return profile.controllers
+    assert profile.domain and profile.resolver  # the profile model guarantees one or the other
+    host, _, port = profile.resolver.rpartition(":")
+    server = host.strip("[]")
+    urls = [
+        url
+        for found in find_controllers(profile.domain, server, int(port))
+        for url in _addressed(found, server, int(port))
+    ]
+    if not urls:
+        raise errors.Unreachable(f"no _ztos-api._tcp SRV record for {profile.domain} at {profile.resolver}")
+    return urls
+
+
+def _addressed(url: str, server: str, port: int) -> list[str]:
+    """The SRV target resolved at the same authoritative server (the host's own
+    resolver does not know the overlay zone): one URL per address, IPv6 first."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    name = as_name(parts.hostname + ".")
+    v6 = [f"https://[{a}]:{parts.port}" for a in resolve(server, port, name, "AAAA")]
+    v4 = [f"https://{a}:{parts.port}" for a in resolve(server, port, name, "A")]
+    return v6 + v4 or [url]
+
+
 @dataclass(frozen=True)
 class EnrolOutcome:
     already_enrolled: bool
@@ -163,7 +195,8 @@ def enroll_host(
     if identity.is_enrolled():
         name = pki.identity_of(identity.certificate()).name
         return EnrolOutcome(True, name, identity.load_enrolment())
-    ca_pem = fetch_pinned_ca(profile.controllers, profile.ca_fingerprint)
+    urls = controller_urls(profile)
+    ca_pem = fetch_pinned_ca(urls, profile.ca_fingerprint)
     verify_profile_signature(profile, ca_pem)
     identity.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity.ca_cert.write_text(ca_pem)
@@ -178,7 +211,7 @@ def enroll_host(
         listen_port=listen_port,
         underlay_mtu=underlay_mtu,
     )
-    client = ApiClient(profile.controllers, tls_context(identity.ca_cert, None))
+    client = ApiClient(urls, tls_context(identity.ca_cert, None))
     body = client.request("POST", "/api/v1/enroll", json=request.model_dump(mode="json"))
     response = EnrollResponse.model_validate(body)
     identity.store_enrolment(response)

@@ -232,6 +232,30 @@ class Token(Record):
     used_at: datetime | None = None
 
 
+class TsigKey(Record):
+    """A TSIG key of the network's DNS zone: one per host, one for the controller.
+
+    The secret is a shared HMAC key (the DNS server must hold it); it lives in
+    the directory like the rest of the controller's secrets and is never sent
+    on the change feed.
+    """
+
+    kind = "tsigkey"
+    key_field = "key_name"
+    key_name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,253}\.$")
+    secret: str = Field(min_length=16, max_length=200)
+    host: Name | None = None  # None: the controller's key
+
+
+class DnsZoneRecord(Record):
+    """The embedded DNS server's zone, as master-file lines (persisted on every change)."""
+
+    kind = "dnszone"
+    key_field = "origin"
+    origin: str
+    records: list[str] = Field(default_factory=list)
+
+
 class CertificateRecord(Record):
     kind = "certificate"
     key_field = "serial"
@@ -262,7 +286,20 @@ class AuditEvent(BaseModel):
 
 RECORD_KINDS: dict[str, type[Record]] = {
     cls.kind: cls
-    for cls in (Network, Node, User, Device, Group, RoleDef, Tenant, Workload, Token, CertificateRecord)
+    for cls in (
+        Network,
+        Node,
+        User,
+        Device,
+        Group,
+        RoleDef,
+        Tenant,
+        Workload,
+        Token,
+        CertificateRecord,
+        TsigKey,
+        DnsZoneRecord,
+    )
 }
 
 

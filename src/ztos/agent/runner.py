@@ -25,9 +25,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import dataplane, pki
 from ztos.agent.desired import HostAddress, interface_spec, mesh_mtu, underlay_endpoints, underlay_mtu
+from ztos.agent.dns import DnsPublisher
 from ztos.agent.status import tenant_status
 from ztos.agent.tenants import frr_spec, tenants_spec
-from ztos.client import ApiClient, enroll_host
+from ztos.client import ApiClient, controller_urls, enroll_host
 from ztos.controller import NodeReport
 from ztos.dataplane import links, mtu
 from ztos.enroll.identity_dir import IdentityDir
@@ -122,6 +123,7 @@ class Agent:
         self.revision = 0
         self.stop = threading.Event()
         self.frr: FrrInstance | None = None
+        self.dns = DnsPublisher(config.identity)
 
     # -- enrolment -----------------------------------------------------------
 
@@ -152,7 +154,7 @@ class Agent:
         return profile
 
     def client(self, profile: Profile) -> ApiClient:
-        return ApiClient.for_identity(profile.controllers, self.config.identity, timeout=10)
+        return ApiClient.for_identity(controller_urls(profile), self.config.identity, timeout=10)
 
     # -- one pass ----------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class Agent:
         node_map = self.fetch_node_map(client)
         applied = self.apply(node_map)
         self.report_status(client, node_map)
+        self.dns.publish(node_map, self.config.identity.ensure_wg_public_key())
         return applied
 
     def fetch_node_map(self, client: ApiClient) -> NodeMap:
@@ -246,7 +249,9 @@ class Agent:
         profile = self.retrying(self.enrol, lambda exc: exc.retry)
         if profile is None:
             return
-        client = self.client(profile)
+        client = self.retrying(lambda: self.client(profile), lambda exc: exc.retry)
+        if client is None:
+            return
         # Once enrolled, keep trying through everything but local misconfiguration:
         # a revoked or unknown host may be re-admitted by an admin.
         while not self.stop.is_set():

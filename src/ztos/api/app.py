@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from ztos import __version__
 from ztos.api import errors
 from ztos.api.limits import BodySizeLimit
-from ztos.api.routes import identity, mesh, nodes, security, tenants, watch
+from ztos.api.routes import dns, identity, mesh, nodes, security, tenants, watch
 from ztos.controller import Controller
 
 
@@ -24,7 +24,7 @@ def create_app(controller: Controller) -> FastAPI:
     )
     app.state.controller = controller
     errors.install(app)
-    for module in (identity, mesh, nodes, security, tenants, watch):
+    for module in (dns, identity, mesh, nodes, security, tenants, watch):
         app.include_router(module.router)
 
     @app.get("/api/v1/healthz", tags=["monitoring"])

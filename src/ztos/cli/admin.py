@@ -39,6 +39,9 @@ def token_create(
     profile_out: Annotated[
         Path | None, typer.Option("--profile-out", help="Write the host profile YAML here.")
     ] = None,
+    discover_by_dns: Annotated[
+        bool, typer.Option("--discover-by-dns", help="Profile names the DNS domain, not controller URLs.")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Create a single-use bootstrap token (its secret is shown once)."""
@@ -48,6 +51,7 @@ def token_create(
         tenants=tenant or [],
         attributes=parse_attributes(attr or []),
         ttl_seconds=parse_duration(ttl),
+        discover_by_dns=discover_by_dns,
     )
     body = state(ctx).client().request("POST", "/api/v1/tokens", json=request.model_dump(mode="json"))
     created = TokenCreated.model_validate(body)

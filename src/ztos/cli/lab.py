@@ -50,10 +50,13 @@ def up(
     reconcile_interval: Annotated[
         float, typer.Option("--reconcile-interval", help="Agents' reconcile interval in seconds.")
     ] = 2.0,
+    dns: Annotated[
+        str, typer.Option("--dns", help="The controller's DNS server: embedded or bind.")
+    ] = "embedded",
 ) -> None:
     """Create the namespaces and underlay, start a controller and one agent per host."""
     with _one_line_errors():
-        topology = lab.LabTopology(name, nodes, underlay_mtu)
+        topology = lab.LabTopology(name, nodes, underlay_mtu, dns)
         lab.up(topology, reconcile_interval=reconcile_interval)
         print(f"lab {name!r} up: {nodes} host(s) on {topology.ipv6_prefix}, MTU {underlay_mtu}")
         _print_next_steps(topology)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ztos.cli import admin
 from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
+from ztos.cli.dns import dns_app, service_app
 from ztos.cli.lab import lab_app
 from ztos.cli.tenants import network_app, tenant_app, workload_app
 from ztos.client import enroll_host
@@ -42,6 +43,8 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(workload_app, name="workload")
 app.add_typer(network_app, name="network")
+app.add_typer(dns_app, name="dns")
+app.add_typer(service_app, name="service")
 
 
 @app.callback()
@@ -114,9 +117,17 @@ def controller_serve(
     url: Annotated[
         list[str] | None, typer.Option("--url", help="URL written into profiles (repeat).")
     ] = None,
+    dns_listen: Annotated[
+        str | None, typer.Option(help="Serve the network's DNS zone on ADDRESS:PORT (e.g. [2001:db8::1]:53).")
+    ] = None,
+    dns_backend: Annotated[str, typer.Option(help="'embedded' (default) or 'bind' (BIND 9).")] = "embedded",
+    dns_advertise: Annotated[
+        str | None, typer.Option(help="DNS server address told to hosts (default: the --dns-listen address).")
+    ] = None,
 ) -> None:
-    """Serve the controller API over mutually authenticated TLS."""
+    """Serve the controller API over mutually authenticated TLS (and the network's DNS)."""
     from ztos.api.server import parse_listen, serve
+    from ztos.controller.dns import DnsService, DnsSettings
 
     if not db.exists():
         fail(f"no directory at {db}: run 'ztos init --db {db}' first")
@@ -126,8 +137,16 @@ def controller_serve(
         names.append(host)
     urls = url or [f"https://{_url_host(n)}:{port}" for n in (names or ["localhost"])]
     controller = Controller.open(open_store(str(db)), pki_dir_for(db, pki_dir), urls)
-    controller.network()
-    serve(controller, pki_dir_for(db, pki_dir), listen, names)
+    network = controller.network()
+    if dns_listen is not None:
+        settings = DnsSettings.parse(dns_listen, dns_backend, db.parent / "dns", dns_advertise)
+        controller.dns = DnsService(controller.store, settings, urls)
+        controller.dns.start(network)
+    try:
+        serve(controller, pki_dir_for(db, pki_dir), listen, names)
+    finally:
+        if isinstance(controller.dns, DnsService):
+            controller.dns.stop()
 
 
 def _url_host(host: str) -> str:

@@ -8,10 +8,12 @@ same behaviour is reachable from tests without HTTP.
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -24,7 +26,8 @@ from ztos.directory import Change, Store
 from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile
-from ztos.errors import Conflict, Forbidden, NotFound, Unauthenticated, ZtosError
+from ztos.enroll.server import DnsCredentials, DnsZoneView
+from ztos.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated, ZtosError
 from ztos.model import (
     AuditEvent,
     CertificateRecord,
@@ -41,6 +44,8 @@ from ztos.model import (
 )
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+log = logging.getLogger("ztos.controller")
 
 
 class TokenCreated(BaseModel):
@@ -80,6 +85,20 @@ class NodeReport(BaseModel):
     underlay_mtu: int | None = Field(default=None, ge=1280, le=65535)
 
 
+class DnsHooks(Protocol):
+    """What the controller asks of the network's DNS (``ztos.controller.dns.DnsService``)."""
+
+    def credentials_for(self, host: str) -> DnsCredentials: ...
+
+    def host_removed(self, host: str) -> None: ...
+
+    def records(self) -> DnsZoneView: ...
+
+    def location(self) -> tuple[str, str]:
+        """(zone, "[server]:port") for profiles."""
+        ...
+
+
 @dataclass
 class Controller:
     store: Store
@@ -87,6 +106,7 @@ class Controller:
     controller_urls: list[str]
     clock: Clock = utcnow
     status_board: StatusBoard = field(default_factory=StatusBoard)
+    dns: DnsHooks | None = None
 
     @classmethod
     def open(cls, store: Store, pki_dir: Path, controller_urls: list[str]) -> Controller:
@@ -128,7 +148,7 @@ class Controller:
     def create_token(self, actor: str, request: enroll_server.TokenRequest) -> TokenCreated:
         with self.store.transaction() as tx:
             token, secret = enroll_server.issue_token(tx, request, actor, self.clock())
-        profile = self._signed_profile(token, secret)
+        profile = self._signed_profile(token, secret, request.discover_by_dns)
         return TokenCreated(
             token=secret,
             id=token.id,
@@ -138,10 +158,15 @@ class Controller:
             profile=profile,
         )
 
-    def _signed_profile(self, token: Token, secret: str) -> Profile:
+    def _signed_profile(self, token: Token, secret: str, by_dns: bool = False) -> Profile:
+        located = self.dns.location() if self.dns is not None else None
+        if by_dns and located is None:
+            raise InvalidInput("this controller serves no DNS zone: profiles must name controller URLs")
         profile = Profile(
             network=self.network().name,
-            controllers=self.controller_urls,
+            controllers=[] if by_dns else self.controller_urls,
+            domain=located[0] if located else None,
+            resolver=located[1] if located else None,
             ca_fingerprint=self.ca.fingerprint,
             token=secret,
             node_name=token.node_name,
@@ -156,7 +181,7 @@ class Controller:
         network = self.network()
         try:
             with self.store.transaction() as tx:
-                return enroll_server.redeem(tx, self.ca, network, request, self.clock())
+                response = enroll_server.redeem(tx, self.ca, network, request, self.clock())
         except ZtosError as exc:
             self._audit(
                 f"enrollee:{request.node_name}@{source}",
@@ -166,6 +191,18 @@ class Controller:
                 f"{exc.code}: {exc.detail}",
             )
             raise
+        if self.dns is not None and response.node is not None:
+            response.dns = self._dns_call(lambda hooks: hooks.credentials_for(request.node_name))
+        return response
+
+    def _dns_call(self, action: Callable[[DnsHooks], T]) -> T | None:
+        """DNS is a convenience on top of the mesh: its failure is logged, never fatal."""
+        assert self.dns is not None
+        try:
+            return action(self.dns)
+        except ZtosError as exc:
+            log.warning("DNS: %s", exc.detail)
+            return None
 
     def renew(self, identity: pki.Identity, csr_pem: str) -> str:
         """Issue a fresh certificate for the same identity (and WireGuard key)."""
@@ -206,6 +243,8 @@ class Controller:
                     record.revoked_at, record.revoke_reason = now, reason
                     tx.put(record)
             tx.audit(AuditDraft(actor, "node.revoke", f"node:{name}", detail=reason))
+        if self.dns is not None:
+            self._dns_call(lambda hooks: hooks.host_removed(name))
         return node
 
     def delete_node(self, actor: str, name: str) -> None:
@@ -223,6 +262,11 @@ class Controller:
             self.store.list(Tenant),
             self.store.list(Workload),
         )
+
+    def dns_records(self) -> DnsZoneView:
+        if self.dns is None:
+            raise NotFound("this controller serves no DNS zone: start it with --dns-listen ADDRESS:PORT")
+        return self.dns.records()
 
     def network_status(self) -> NetworkStatus:
         return self.status_board.network_status(self.network().bgp, self.store.list(Tenant))

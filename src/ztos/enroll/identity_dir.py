@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ztos import pki
-from ztos.enroll.server import EnrollResponse
+from ztos.enroll.server import DnsCredentials, EnrollResponse
 from ztos.keys import generate_wg_keypair, wg_public_key
 
 
@@ -42,6 +42,10 @@ class IdentityDir:
     def enrolment(self) -> Path:
         return self.root / "enrolment.json"
 
+    @property
+    def tsig_key(self) -> Path:
+        return self.root / "tsig.json"
+
     def is_enrolled(self) -> bool:
         return self.tls_cert.exists() and self.tls_key.exists() and self.ca_cert.exists()
 
@@ -67,8 +71,10 @@ class IdentityDir:
             self.ca_cert.write_text(ca_pem)
 
     def store_enrolment(self, response: EnrollResponse) -> None:
-        summary = response.model_dump(mode="json", exclude={"certificate_pem", "ca_pem"})
+        summary = response.model_dump(mode="json", exclude={"certificate_pem", "ca_pem", "dns"})
         self.store_certificate(response.certificate_pem, response.ca_pem)
+        if response.dns is not None:
+            pki.write_private(self.tsig_key, response.dns.model_dump_json().encode())
         tmp = self.enrolment.with_name("enrolment.json.tmp")
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(self.enrolment)  # readers never see half a file
@@ -77,4 +83,9 @@ class IdentityDir:
         if not self.enrolment.exists():
             return None
         data = json.loads(self.enrolment.read_text())
-        return EnrollResponse(certificate_pem="", ca_pem="", **data)
+        return EnrollResponse(certificate_pem="", ca_pem="", dns=self.dns_credentials(), **data)
+
+    def dns_credentials(self) -> DnsCredentials | None:
+        if not self.tsig_key.exists():
+            return None
+        return DnsCredentials.model_validate_json(self.tsig_key.read_text())

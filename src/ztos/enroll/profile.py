@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ztos.errors import InvalidInput
 from ztos.model import Attributes, Name, Role
@@ -25,7 +25,9 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ztos_profile: int = Field(PROFILE_VERSION, ge=1, le=PROFILE_VERSION)
     network: str
-    controllers: list[str] = Field(min_length=1)
+    controllers: list[str] = Field(default_factory=list)
+    domain: str | None = None  # find controllers by _ztos-api._tcp.<domain> SRV when no URLs
+    resolver: str | None = None  # ADDRESS:PORT of the network's DNS server
     ca_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
     token: str = Field(min_length=10)
     node_name: Name
@@ -33,6 +35,12 @@ class Profile(BaseModel):
     tenants: list[Name] = Field(default_factory=list)
     attributes: Attributes = Field(default_factory=dict)
     signature: str = ""
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Profile:
+        if not self.controllers and not (self.domain and self.resolver):
+            raise ValueError("a profile needs controller URLs, or a domain and resolver to find them")
+        return self
 
     def signed_bytes(self) -> bytes:
         """The canonical bytes the CA signs: every field except the signature."""

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ztos import addressing, pki
 from ztos.audit import AuditDraft
@@ -36,6 +36,9 @@ from ztos.model import (
 MAX_TOKEN_TTL = timedelta(days=30)
 
 
+RESERVED_NODE_NAMES = frozenset({"ns", "ztos-api"})  # DNS names the controller owns
+
+
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     node_name: Name
@@ -43,6 +46,14 @@ class TokenRequest(BaseModel):
     tenants: list[Name] = Field(default_factory=list)
     attributes: Attributes = Field(default_factory=dict)
     ttl_seconds: int = Field(default=3600, ge=60, le=int(MAX_TOKEN_TTL.total_seconds()))
+    discover_by_dns: bool = False  # profile names the DNS domain instead of controller URLs
+
+    @field_validator("node_name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_NODE_NAMES:
+            raise ValueError(f"{value!r} is reserved for the network's DNS; choose another name")
+        return value
 
 
 class EnrollRequest(BaseModel):
@@ -63,11 +74,32 @@ class NetworkInfo(BaseModel):
     domain: str
 
 
+class DnsCredentials(BaseModel):
+    """What an enrolled host needs to publish its own DNS records (RFC 2136 + TSIG)."""
+
+    zone: str
+    server: str
+    port: int
+    key_name: str
+    secret: str
+
+
+class DnsZoneView(BaseModel):
+    """The network's zone as served, for ``ztos dns records``."""
+
+    zone: str
+    server: str
+    port: int
+    backend: str
+    records: list[str]
+
+
 class EnrollResponse(BaseModel):
     certificate_pem: str
     ca_pem: str
     network: NetworkInfo
     node: Node | None = None
+    dns: DnsCredentials | None = None
 
 
 def network_info(network: Network) -> NetworkInfo:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ztos.lab.topology import LabHost, LabTopology
+from ztos.lab.topology import DNS_PORT, LabHost, LabTopology
 
 TOKEN_TTL = "1h"  # noqa: S105 - a lifetime, not a secret
 
@@ -48,6 +48,10 @@ def controller_argv(topology: LabTopology) -> list[str]:
         topology.controller_listen,
         "--san",
         str(topology.controller_ipv6),
+        "--dns-listen",
+        f"[{topology.controller_ipv6}]:{DNS_PORT}",
+        "--dns-backend",
+        topology.dns_backend,
     ]
 
 

@@ -25,13 +25,14 @@ class LabRecord:
     node_count: int
     underlay_mtu: int
     reconcile_interval: float
+    dns_backend: str = "embedded"
     controller_pid: int | None = None
     agent_pids: dict[str, int] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
 
     @property
     def topology(self) -> LabTopology:
-        return LabTopology(self.name, self.node_count, self.underlay_mtu)
+        return LabTopology(self.name, self.node_count, self.underlay_mtu, self.dns_backend)
 
     def with_agent(self, host: str, pid: int | None) -> LabRecord:
         pids = {k: v for k, v in self.agent_pids.items() if k != host}

@@ -191,7 +191,9 @@ def _build(topology: LabTopology, reconcile_interval: float) -> LabRecord:
     for host in topology.hosts:
         _build_host(topology, host)
     procs.run(commands.init_argv(topology), env=commands.admin_env(topology))
-    current = LabRecord(topology.name, topology.node_count, topology.underlay_mtu, reconcile_interval)
+    current = LabRecord(
+        topology.name, topology.node_count, topology.underlay_mtu, reconcile_interval, topology.dns_backend
+    )
     record.save(current)
     current = replace(current, controller_pid=_spawn_controller(topology))
     record.save(current)

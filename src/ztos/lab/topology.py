@@ -49,6 +49,8 @@ LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 NETNS_PREFIX = "ztl-"
 STATE_ROOT = Path("/run/ztos-lab")
 WG_SOCKET_DIR = Path("/var/run/wireguard")
+DNS_BACKENDS = ("embedded", "bind")
+DNS_PORT = 53
 DEFAULT_LAB = "lab"
 DEFAULT_MTU = 1500
 MIN_MTU = 1280
@@ -128,9 +130,12 @@ class LabTopology:
     name: str
     node_count: int
     underlay_mtu: int = DEFAULT_MTU
+    dns_backend: str = "embedded"  # the controller's DNS: "embedded" or "bind" (BIND 9)
 
     def __post_init__(self) -> None:
         check_lab_name(self.name)
+        if self.dns_backend not in DNS_BACKENDS:
+            raise InvalidInput(f"--dns {self.dns_backend!r} must be one of {', '.join(DNS_BACKENDS)}")
         if not 1 <= self.node_count <= MAX_HOSTS:
             raise InvalidInput(f"--nodes {self.node_count} must be between 1 and {MAX_HOSTS}")
         if not MIN_MTU <= self.underlay_mtu <= MAX_MTU:
@@ -228,7 +233,7 @@ class LabTopology:
         return self.host(int(index))
 
     def with_node_count(self, node_count: int) -> LabTopology:
-        return LabTopology(self.name, node_count, self.underlay_mtu)
+        return LabTopology(self.name, node_count, self.underlay_mtu, self.dns_backend)
 
     @property
     def netns_names(self) -> tuple[str, ...]:

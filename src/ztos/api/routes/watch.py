@@ -1,7 +1,9 @@
 """The change feed, long-polled by agents and dashboards.
 
 A watcher sends the last revision it saw; the call returns as soon as there
-is anything newer, or empty after ``timeout`` seconds. Nodes see only the
+is anything newer *that the caller may see*, or empty after ``timeout``
+seconds (changes it may not see only advance the returned revision, so a DNS
+zone update or a token never wakes every agent). Nodes see only the
 kinds they need for their node map; token secrets' hashes are never sent.
 """
 
@@ -24,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["watch"])
 
 POLL_INTERVAL = 0.05
 NODE_VISIBLE_KINDS = frozenset({"network", "node", "tenant", "workload"})
-REDACTED_KINDS = frozenset({"token"})
+REDACTED_KINDS = frozenset({"token", "tsigkey"})
 
 
 class ChangeOut(BaseModel):
@@ -58,9 +60,10 @@ async def watch(
     deadline = time.monotonic() + timeout
     while True:
         changes = await run_in_threadpool(controller.changes, since)
-        if changes or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(POLL_INTERVAL)
-    shown = [out for change in changes if (out := visible(change, who.role)) is not None]
-    revision = changes[-1].rev if changes else since
-    return WatchResult(revision=revision, changes=shown)
+        shown = [out for change in changes if (out := visible(change, who.role)) is not None]
+        if changes:
+            since = changes[-1].rev  # invisible changes are skipped, not waited on again
+        if shown or time.monotonic() >= deadline:
+            return WatchResult(revision=since, changes=shown)
+        if not changes:
+            await asyncio.sleep(POLL_INTERVAL)
