@@ -31,6 +31,7 @@ class MapPeer(BaseModel):
     overlay_ipv6: ipaddress.IPv6Address
     overlay_ipv4: ipaddress.IPv4Address
     underlay_mtu: int
+    cert_serial: str = ""
     persistent_keepalive: int = PERSISTENT_KEEPALIVE
 
 
@@ -101,6 +102,7 @@ def peer_of(node: Node) -> MapPeer:
         overlay_ipv6=node.overlay_ipv6,
         overlay_ipv4=node.overlay_ipv4,
         underlay_mtu=node.underlay_mtu,
+        cert_serial=node.cert_serial,
     )
 
 

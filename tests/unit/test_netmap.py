@@ -4,6 +4,8 @@ import pytest
 
 from ztos import addressing, netmap, tenancy
 from ztos.agent.desired import HostAddress, interface_spec, mesh_mtu, underlay_endpoints, underlay_mtu
+from ztos.agent.local import verdicts, with_local_endpoints
+from ztos.discovery.mdns import Sighting
 from ztos.errors import Forbidden, InvalidInput, NotFound
 from ztos.keys import generate_wg_keypair
 from ztos.model import BgpSettings, Network, Node, NodeStatus, Tenant, Workload
@@ -135,3 +137,26 @@ def test_tenancy_allocation() -> None:
     assert str(tenancy.workload_addresses(blue, [first])[1]) == "10.20.0.11/24"
     with pytest.raises(InvalidInput, match="too small"):
         tenancy.check_ipv4_subnet("10.0.0.0/30")
+
+
+def test_mdns_sightings_are_trusted_only_when_the_directory_agrees() -> None:
+    view = netmap.build(NETWORK, NODES, "a")
+    b = view.peers[0]
+    good = Sighting(
+        "b", 51820, b.public_key, b.cert_serial, "default", ("fe80::1", "2001:db8::77", "192.0.2.7")
+    )
+    forged = Sighting(
+        "b", 51820, generate_wg_keypair().public_key, b.cert_serial, "default", ("2001:db8::66",)
+    )
+    stale = Sighting("b", 51820, b.public_key, "ffff", "default", ("2001:db8::55",))
+    revoked = Sighting("d", 51820, NODES[3].wg_public_key, "ab", "default", ("2001:db8::44",))
+    judged = {(v.node, v.trusted, v.reason) for v in verdicts([forged, stale, revoked], view)}
+    assert judged == {
+        ("b", False, "WireGuard key does not match the directory"),
+        ("b", False, "certificate serial does not match the directory"),
+        ("d", False, "not an active node of this network"),
+    }
+    trusted = verdicts([good], view)
+    assert trusted[0].trusted and trusted[0].endpoint == "[2001:db8::77]:51820", "link-local skipped"
+    assert with_local_endpoints(view, trusted).peers[0].endpoint == "[2001:db8::77]:51820"
+    assert with_local_endpoints(view, verdicts([forged], view)) == view

@@ -24,13 +24,22 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import dataplane, pki
-from ztos.agent.desired import HostAddress, interface_spec, mesh_mtu, underlay_endpoints, underlay_mtu
+from ztos.agent.desired import (
+    HostAddress,
+    endpoint_host,
+    interface_spec,
+    mesh_mtu,
+    underlay_endpoints,
+    underlay_mtu,
+)
 from ztos.agent.dns import DnsPublisher
+from ztos.agent.local import verdicts, with_local_endpoints
 from ztos.agent.status import tenant_status
 from ztos.agent.tenants import frr_spec, tenants_spec
 from ztos.client import ApiClient, controller_urls, enroll_host
 from ztos.controller import NodeReport
 from ztos.dataplane import links, mtu
+from ztos.discovery.mdns import Announcement, LocalDiscovery
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile, load_profile
 from ztos.errors import InvalidInput, PkiError, ZtosError
@@ -56,6 +65,7 @@ class AgentConfig:
     listen_port: int = DEFAULT_PORT
     netns_prefix: str = "ztos-"  # tenant and workload namespaces start with it
     frr_instance: str = "ztos"  # unique per machine: several lab hosts share one kernel
+    mdns: bool = True  # announce and listen on the underlay links (python-zeroconf)
 
     @property
     def frr_dir(self) -> Path:
@@ -124,6 +134,7 @@ class Agent:
         self.stop = threading.Event()
         self.frr: FrrInstance | None = None
         self.dns = DnsPublisher(config.identity)
+        self.mdns: LocalDiscovery | None = None
 
     # -- enrolment -----------------------------------------------------------
 
@@ -161,7 +172,7 @@ class Agent:
     def step(self, client: ApiClient) -> list[str]:
         self.renew_if_due(client)
         self.report_if_changed(client)
-        node_map = self.fetch_node_map(client)
+        node_map = self.local_discovery(self.fetch_node_map(client))
         applied = self.apply(node_map)
         self.report_status(client, node_map)
         self.dns.publish(node_map, self.config.identity.ensure_wg_public_key())
@@ -207,7 +218,7 @@ class Agent:
         client.request("PUT", "/api/v1/nodes/self/status", json=status.model_dump(mode="json"))
 
     def desired(self, node_map: NodeMap) -> dataplane.InterfaceSpec:
-        hosts = [p.endpoint.rpartition(":")[0].strip("[]") for p in node_map.peers if p.endpoint]
+        hosts = [endpoint_host(p.endpoint) for p in node_map.peers if p.endpoint]
         path_mtus = self.pmtu.refresh(hosts)
         wg_mtu = mesh_mtu(node_map.underlay_mtu, node_map, path_mtus)
         return interface_spec(node_map, self.config.ifname, str(self.config.identity.wg_key), wg_mtu)
@@ -222,6 +233,32 @@ class Agent:
         )
         identity.store_certificate(body["certificate_pem"])
         log.info("certificate renewed")
+
+    def local_discovery(self, node_map: NodeMap) -> NodeMap:
+        """Announce ourselves by mDNS and prefer trusted direct endpoints of peers on our links."""
+        if not self.config.mdns:
+            return node_map
+        try:
+            if self.mdns is None:
+                self.mdns = LocalDiscovery()
+            endpoints = self.reported.endpoints if self.reported and self.reported.endpoints else []
+            cert = self.config.identity.certificate()
+            self.mdns.announce(
+                Announcement(
+                    node_map.name,
+                    node_map.listen_port,
+                    self.config.identity.ensure_wg_public_key(),
+                    pki.serial_hex(cert),
+                    node_map.network,
+                    tuple(endpoint_host(e) for e in endpoints),
+                )
+            )
+        except ZtosError as exc:
+            log.warning("mDNS: %s", exc.detail)
+            return node_map
+        judged = verdicts(self.mdns.sightings(), node_map)
+        write_json(self.config.state_dir / "mdns.json", [v.as_dict() for v in judged])
+        return with_local_endpoints(node_map, judged)
 
     def report_if_changed(self, client: ApiClient) -> None:
         addresses = host_addresses(self.config.ifname)
@@ -283,6 +320,12 @@ def host_addresses(exclude_ifname: str) -> list[HostAddress]:
         for a in links.all_addresses()
         if a.ifname != exclude_ifname
     ]
+
+
+def write_json(path: Path, data: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def cached_node_map(config: AgentConfig) -> NodeMap | None:

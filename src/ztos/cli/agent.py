@@ -34,13 +34,16 @@ def run(
     listen_port: Annotated[int, typer.Option(help="WireGuard UDP port.")] = DEFAULT_PORT,
     netns_prefix: NetnsPrefix = "ztos-",
     frr_instance: FrrInstanceOpt = "ztos",
+    mdns: Annotated[
+        bool, typer.Option("--mdns/--no-mdns", help="Announce and listen with mDNS on the underlay.")
+    ] = True,
 ) -> None:
     """Enrol on first start (zero-touch), then keep the mesh reconciled."""
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     config = AgentConfig(
-        state_dir, profile, interface, reconcile_interval, listen_port, netns_prefix, frr_instance
+        state_dir, profile, interface, reconcile_interval, listen_port, netns_prefix, frr_instance, mdns
     )
     agent = Agent(config)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
