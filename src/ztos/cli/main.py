@@ -124,6 +124,10 @@ def controller_serve(
     dns_advertise: Annotated[
         str | None, typer.Option(help="DNS server address told to hosts (default: the --dns-listen address).")
     ] = None,
+    dns64: Annotated[
+        str | None,
+        typer.Option(help="Embedded DNS only: synthesise AAAA in this NAT64 prefix (e.g. 64:ff9b::/96)."),
+    ] = None,
 ) -> None:
     """Serve the controller API over mutually authenticated TLS (and the network's DNS)."""
     from ztos.api.server import parse_listen, serve
@@ -139,7 +143,7 @@ def controller_serve(
     controller = Controller.open(open_store(str(db)), pki_dir_for(db, pki_dir), urls)
     network = controller.network()
     if dns_listen is not None:
-        settings = DnsSettings.parse(dns_listen, dns_backend, db.parent / "dns", dns_advertise)
+        settings = DnsSettings.parse(dns_listen, dns_backend, db.parent / "dns", dns_advertise, dns64)
         controller.dns = DnsService(controller.store, settings, urls)
         controller.dns.start(network)
     try:

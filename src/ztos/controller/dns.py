@@ -24,6 +24,7 @@ from ztos.directory import Store
 from ztos.discovery import (
     Authority,
     BindServer,
+    Dns64,
     DnsServer,
     DnsUpdater,
     TransferAcl,
@@ -57,9 +58,12 @@ class DnsSettings:
     port: int
     advertise: str  # address hosts are told to use
     state_dir: Path  # BIND's files
+    dns64: Dns64 | None = None  # embedded only: synthesise AAAA for IPv4-only names (for NAT64)
 
     @classmethod
-    def parse(cls, listen: str, backend: str, state_dir: Path, advertise: str | None) -> DnsSettings:
+    def parse(
+        cls, listen: str, backend: str, state_dir: Path, advertise: str | None, dns64: str | None = None
+    ) -> DnsSettings:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         try:
@@ -74,7 +78,18 @@ class DnsSettings:
             raise InvalidInput(f"--dns-listen {listen!r} needs a port 1..65535")
         if address.is_unspecified and advertise is None:
             raise InvalidInput("--dns-listen on a wildcard address needs --dns-advertise ADDRESS")
-        return cls(backend, str(address), int(port), advertise or str(address), state_dir)
+        if dns64 is not None and backend != "embedded":
+            raise InvalidInput("--dns64 is an option of the embedded server; BIND has its own dns64 clause")
+        return cls(backend, str(address), int(port), advertise or str(address), state_dir, _dns64(dns64))
+
+
+def _dns64(prefix: str | None) -> Dns64 | None:
+    if prefix is None:
+        return None
+    try:
+        return Dns64(ipaddress.IPv6Network(prefix))
+    except (ValueError, InvalidInput) as exc:
+        raise InvalidInput(f"--dns64 {prefix!r}: {exc}") from exc
 
 
 class DirectoryZoneStore:
