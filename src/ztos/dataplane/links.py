@@ -631,11 +631,18 @@ def _tool(what: str) -> Iterator[None]:
 
 @contextmanager
 def _ipr(netns: str | None, what: str) -> Iterator[Any]:
-    """An ``IPRoute`` socket in ``netns``; fails (never creates) when it is missing."""
+    """An ``IPRoute`` socket in ``netns``; fails (never creates) when it is missing.
+
+    The socket is opened after switching this thread into the namespace
+    (``setns``) rather than with ``IPRoute(netns=…)``, which forks a helper
+    process per socket (~7 ms instead of ~2 ms; the agent opens dozens a pass).
+    A netlink socket stays bound to the namespace it was created in.
+    """
     with _tool(what):
         if netns is not None and not netns_exists(netns):
             raise NotFound(f"{what}: network namespace {netns!r} does not exist")
-        ipr = IPRoute(netns=netns, flags=0) if netns is not None else IPRoute()
+        with _entered(netns):
+            ipr = IPRoute()
         try:
             yield ipr
         finally:
