@@ -6,12 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps venv lint typecheck test unit integration demo bench clean
+.PHONY: help deps venv web web-if-missing lint typecheck test unit integration demo bench clean
 
 help:
 	@echo "make demo   install everything, bring up a 4-host lab and verify it"
 	@echo "make test   install everything, run linters, type checks, layer contracts and all tests"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make web    rebuild the dashboard (web/ -> src/ztos/web/static) with npm"
 
 deps:
 	./scripts/install-debian-deps.sh
@@ -23,7 +24,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-venv: deps $(STAMP)
+venv: deps $(STAMP) web-if-missing
+
+# The dashboard (web/, TypeScript + Vite) is built into src/ztos/web/static and
+# the result is committed, so machines without npm access still serve it.
+# `make web` rebuilds it from the lockfile when its sources changed; venv/test
+# only build it when the built files are missing.
+WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/package.json \
+           web/package-lock.json web/vite.config.ts web/tsconfig.json
+WEB_OUT := src/ztos/web/static/index.html
+
+web: $(WEB_OUT)
+
+$(WEB_OUT): $(WEB_SRC)
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+web-if-missing:
+	@test -f $(WEB_OUT) || $(MAKE) web
 
 lint: venv
 	$(BIN)/ruff check src tests bench

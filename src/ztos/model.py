@@ -213,6 +213,8 @@ class Workload(Record):
     ipv6: ipaddress.IPv6Interface
     ipv4: ipaddress.IPv4Interface | None = None
     netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    owner: Name | None = None  # the user who runs it: group membership for policy
+    tags: list[Name] = Field(default_factory=list)
 
 
 class Token(Record):
@@ -254,6 +256,28 @@ class DnsZoneRecord(Record):
     key_field = "origin"
     origin: str
     records: list[str] = Field(default_factory=list)
+
+
+class PolicyRevision(Record):
+    """One applied version of the network's policy (kept for diff and rollback)."""
+
+    kind = "policyrev"
+    key_field = "rev"
+    rev: str = Field(pattern=r"^[0-9]{8}$")  # zero-padded so keys sort by number
+    text: str = Field(max_length=2_000_000)
+    source: str = "api"
+    digest: str
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+    comment: str = ""
+
+
+class PolicyHead(Record):
+    """Which revision is in force (key ``active``); absent until the first apply."""
+
+    kind = "policyhead"
+    name: Name = "active"
+    rev: str = Field(pattern=r"^[0-9]{8}$")
 
 
 class CertificateRecord(Record):
@@ -299,6 +323,8 @@ RECORD_KINDS: dict[str, type[Record]] = {
         CertificateRecord,
         TsigKey,
         DnsZoneRecord,
+        PolicyRevision,
+        PolicyHead,
     )
 }
 

@@ -12,6 +12,7 @@ reported IPv6 underlay endpoint, else its first IPv4 one.
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -83,6 +84,7 @@ class NodeMap(BaseModel):
     peers: tuple[MapPeer, ...]
     tenants: tuple[MapTenant, ...] = ()
     bgp: MapBgp | None = None
+    policy: dict[str, Any] | None = None  # {"rev", "text", "snapshot"}: what agents enforce
 
 
 def choose_endpoint(endpoints: list[str]) -> str | None:

@@ -24,6 +24,7 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import dataplane, pki
+from ztos.agent import posture
 from ztos.agent.desired import (
     HostAddress,
     endpoint_host,
@@ -33,7 +34,9 @@ from ztos.agent.desired import (
     underlay_mtu,
 )
 from ztos.agent.dns import DnsPublisher
+from ztos.agent.enforce import Enforcer
 from ztos.agent.local import verdicts, with_local_endpoints
+from ztos.agent.metrics import MetricsReporter
 from ztos.agent.status import tenant_status
 from ztos.agent.tenants import frr_spec, tenants_spec
 from ztos.client import ApiClient, controller_urls, enroll_host
@@ -134,7 +137,9 @@ class Agent:
         self.stop = threading.Event()
         self.frr: FrrInstance | None = None
         self.dns = DnsPublisher(config.identity)
+        self.enforcer = Enforcer(config.ifname, config.listen_port)
         self.mdns: LocalDiscovery | None = None
+        self.metrics = MetricsReporter(config.ifname, config.reconcile_interval)
 
     # -- enrolment -----------------------------------------------------------
 
@@ -173,9 +178,12 @@ class Agent:
         self.renew_if_due(client)
         self.report_if_changed(client)
         node_map = self.local_discovery(self.fetch_node_map(client))
-        applied = self.apply(node_map)
+        with self.metrics.reconcile.timing():
+            applied = self.apply(node_map)
         self.report_status(client, node_map)
+        self.metrics.send(client, node_map)
         self.dns.publish(node_map, self.config.identity.ensure_wg_public_key())
+        self.report_posture(client)
         return applied
 
     def fetch_node_map(self, client: ApiClient) -> NodeMap:
@@ -189,6 +197,7 @@ class Agent:
         tenants = tenants_spec(node_map, mesh.mtu, self.config.netns_prefix)
         applied = [str(op) for op in dataplane.reconcile(mesh)]
         applied += [str(op) for op in dataplane.reconcile_tenants(tenants)]
+        applied += self.enforcer.apply(node_map, tenants)
         applied += self.apply_routing(node_map)
         for line in applied:
             log.info("applied: %s", line)
@@ -233,6 +242,11 @@ class Agent:
         )
         identity.store_certificate(body["certificate_pem"])
         log.info("certificate renewed")
+
+    def report_posture(self, client: ApiClient) -> None:
+        """Every pass: the controller writes only what changed, and notices when reports stop."""
+        report = posture.collect(posture.default_checks(self.config.state_dir))
+        client.request("PUT", "/api/v1/nodes/self/posture", json={"attributes": report})
 
     def local_discovery(self, node_map: NodeMap) -> NodeMap:
         """Announce ourselves by mDNS and prefer trusted direct endpoints of peers on our links."""

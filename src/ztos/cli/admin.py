@@ -1,4 +1,4 @@
-"""Admin verbs that talk to the controller API: tokens, nodes, security, logs."""
+"""Admin verbs that talk to the controller API: tokens, nodes, security (logs: ``ztos.cli.monitoring``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ztos.cli.context import (
-    fail,
     parse_attributes,
     parse_duration,
     print_json,
@@ -18,14 +17,13 @@ from ztos.cli.context import (
 from ztos.controller import SecurityStatus, TokenCreated
 from ztos.enroll.profile import Profile, dump_profile
 from ztos.enroll.server import TokenRequest
-from ztos.model import AuditEvent, Node, Role
+from ztos.model import Node, Role
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 token_app = typer.Typer(help="Bootstrap tokens for zero-touch enrolment.", no_args_is_help=True)
 node_app = typer.Typer(help="Enrolled hosts.", no_args_is_help=True)
 security_app = typer.Typer(help="Certificates, revocation and the CA.", no_args_is_help=True)
-monitoring_app = typer.Typer(help="Audit log and monitoring.", no_args_is_help=True)
 
 
 @token_app.command("create")
@@ -123,6 +121,25 @@ def node_revoke(
         print(f"node {name!r} revoked")
 
 
+@node_app.command("set-attr")
+def node_set_attr(
+    ctx: typer.Context,
+    name: str,
+    attribute: Annotated[list[str], typer.Argument(help="KEY=VALUE to set, KEY= to remove.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Set node attributes (posture, location, risk score) used by policy conditions."""
+    changes = {key: (value or None) for key, value in parse_attributes(attribute).items()}
+    body = (
+        state(ctx).client().request("PUT", f"/api/v1/nodes/{name}/attributes", json={"attributes": changes})
+    )
+    node = Node.model_validate(body)
+    if json_out:
+        print_json(node)
+    else:
+        print(f"node {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(node.attributes.items())))
+
+
 @node_app.command("delete")
 def node_delete(ctx: typer.Context, name: str) -> None:
     """Revoke and forget a node."""
@@ -153,34 +170,3 @@ def security_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         for c in status.certificates
     ]
     print_table("certificates", ["subject", "role", "serial", "expires (UTC)", "revoked"], rows)
-
-
-@monitoring_app.command("logs")
-def monitoring_logs(
-    ctx: typer.Context,
-    after: Annotated[int, typer.Option(help="Only events after this sequence number.")] = 0,
-    limit: Annotated[int, typer.Option(help="At most this many events.")] = 200,
-    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
-    json_out: JsonFlag = False,
-) -> None:
-    """Show the tamper-evident audit log."""
-    params = {"after": after, "limit": limit, "verify": verify}
-    page = state(ctx).client().request("GET", "/api/v1/monitoring/logs", params=params)
-    events = [AuditEvent.model_validate(e) for e in page["events"]]
-    if json_out:
-        print_json(page)
-    else:
-        rows = [
-            [e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.target, e.outcome, e.detail]
-            for e in events
-        ]
-        print_table(
-            "audit log",
-            ["seq", "time (UTC)", "actor", "action", "target", "outcome", "detail"],
-            rows,
-        )
-    if verify:
-        if not page["chain_ok"]:
-            fail(f"audit chain broken at event {page['first_bad_seq']}: the log was altered", 3)
-        if not json_out:
-            print("audit chain verified: intact")

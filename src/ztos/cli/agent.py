@@ -42,6 +42,8 @@ def run(
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # zeroconf logs a traceback for every multicast send a namespace cannot route; not actionable
+    logging.getLogger("zeroconf").setLevel(logging.CRITICAL)
     config = AgentConfig(
         state_dir, profile, interface, reconcile_interval, listen_port, netns_prefix, frr_instance, mdns
     )

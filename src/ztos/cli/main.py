@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,11 +11,12 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from ztos.cli import admin
+from ztos.cli import admin, monitoring
 from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
 from ztos.cli.dns import dns_app, service_app
 from ztos.cli.lab import lab_app
+from ztos.cli.policy import policy_app
 from ztos.cli.tenants import network_app, tenant_app, workload_app
 from ztos.client import enroll_host
 from ztos.controller import Controller, initialise_network
@@ -37,13 +39,15 @@ app.add_typer(controller_app, name="controller")
 app.add_typer(admin.token_app, name="token")
 app.add_typer(admin.node_app, name="node")
 app.add_typer(admin.security_app, name="security")
-app.add_typer(admin.monitoring_app, name="monitoring")
+app.add_typer(monitoring.monitoring_app, name="monitoring")
+admin.security_app.command("login-link")(monitoring.login_link)
 app.add_typer(agent_app, name="agent")
 app.add_typer(lab_app, name="lab")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(workload_app, name="workload")
 app.add_typer(network_app, name="network")
 app.add_typer(dns_app, name="dns")
+app.add_typer(policy_app, name="policy")
 app.add_typer(service_app, name="service")
 
 
@@ -128,10 +132,24 @@ def controller_serve(
         str | None,
         typer.Option(help="Embedded DNS only: synthesise AAAA in this NAT64 prefix (e.g. 64:ff9b::/96)."),
     ] = None,
+    posture_timeout: Annotated[
+        float, typer.Option(help="Seconds without a posture report before a host is non-compliant.")
+    ] = 30.0,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(envvar="ZTOS_METRICS_PUBLIC", help="Serve /metrics without authentication."),
+    ] = False,
+    session_ttl: Annotated[
+        str, typer.Option(envvar="ZTOS_SESSION_TTL", help="Lifetime of browser bearer tokens.")
+    ] = "15m",
 ) -> None:
     """Serve the controller API over mutually authenticated TLS (and the network's DNS)."""
+    # The API reads its settings from the environment (ztos.api.auth.ApiSettings).
+    os.environ["ZTOS_SESSION_TTL"] = str(parse_duration(session_ttl))
+    os.environ["ZTOS_METRICS_PUBLIC"] = "1" if metrics_public else ""
     from ztos.api.server import parse_listen, serve
     from ztos.controller.dns import DnsService, DnsSettings
+    from ztos.controller.posture import PostureWatchdog
 
     if not db.exists():
         fail(f"no directory at {db}: run 'ztos init --db {db}' first")
@@ -146,9 +164,12 @@ def controller_serve(
         settings = DnsSettings.parse(dns_listen, dns_backend, db.parent / "dns", dns_advertise, dns64)
         controller.dns = DnsService(controller.store, settings, urls)
         controller.dns.start(network)
+    watchdog = PostureWatchdog(controller, posture_timeout)
+    watchdog.start()
     try:
         serve(controller, pki_dir_for(db, pki_dir), listen, names)
     finally:
+        watchdog.stop.set()
         if isinstance(controller.dns, DnsService):
             controller.dns.stop()
 

@@ -87,10 +87,21 @@ def workload_add(
         str | None,
         typer.Option(help="Existing network namespace to plug in (a container's); default: create one."),
     ] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="User who runs it (policy groups apply through them).")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag for policy selectors (repeat).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Attach a workload to a tenant on a node."""
-    request = {"name": name, "tenant": tenant, "node": node, "netns": netns}
+    request = {
+        "name": name,
+        "tenant": tenant,
+        "node": node,
+        "netns": netns,
+        "owner": owner,
+        "tags": tag or [],
+    }
     workload = Workload.model_validate(state(ctx).client().request("POST", "/api/v1/workloads", json=request))
     if json_out:
         print_json(workload)

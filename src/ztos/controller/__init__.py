@@ -8,7 +8,9 @@ same behaviour is reachable from tests without HTTP.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,15 +19,16 @@ from typing import Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ztos import addressing, netmap, pki
 from ztos.audit import AuditDraft, verify_chain
+from ztos.controller import policies
 from ztos.controller.status import NetworkStatus, StatusBoard
 from ztos.directory import Change, Store
 from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
-from ztos.enroll.profile import Profile
+from ztos.enroll.profile import Profile, format_validation_error
 from ztos.enroll.server import DnsCredentials, DnsZoneView
 from ztos.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated, ZtosError
 from ztos.model import (
@@ -107,6 +110,7 @@ class Controller:
     clock: Clock = utcnow
     status_board: StatusBoard = field(default_factory=StatusBoard)
     dns: DnsHooks | None = None
+    posture_seen: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of last report
 
     @classmethod
     def open(cls, store: Store, pki_dir: Path, controller_urls: list[str]) -> Controller:
@@ -230,6 +234,51 @@ class Controller:
             raise NotFound(f"no node named {name!r}")
         return node
 
+    def set_node_attributes(
+        self, actor: str, name: str, changes: dict[str, str | None], quiet: bool = False
+    ) -> Node:
+        """Merge attribute changes (``None`` removes); written only when something differs,
+        because every write re-evaluates policy on every host."""
+        with self.store.transaction() as tx:
+            node = tx.get(Node, name)
+            if node is None:
+                raise NotFound(f"no node named {name!r}")
+            attributes = {**node.attributes, **{k: v for k, v in changes.items() if v is not None}}
+            for key in [k for k, v in changes.items() if v is None]:
+                attributes.pop(key, None)
+            if attributes == node.attributes:
+                return node
+            try:
+                node = Node.model_validate({**node.model_dump(), "attributes": attributes})
+            except ValidationError as exc:
+                raise InvalidInput(format_validation_error("attributes", exc)) from exc
+            tx.put(node)
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+            tx.audit(
+                AuditDraft(
+                    actor, "node.posture" if quiet else "node.attributes", f"node:{name}", detail=shown
+                )
+            )
+        return node
+
+    def report_posture(self, name: str, report: dict[str, str | None]) -> Node:
+        self.posture_seen[name] = time.monotonic()
+        changes = {f"posture.{k.removeprefix('posture.')}": v for k, v in report.items()}
+        changes.setdefault("posture.stale", None)
+        return self.set_node_attributes(f"node:{name}", name, changes, quiet=True)
+
+    def expire_posture(self, timeout: float) -> list[str]:
+        """Hosts whose posture reports stopped are marked non-compliant (once)."""
+        now = time.monotonic()
+        stale = [name for name, seen in self.posture_seen.items() if now - seen > timeout]
+        for name in stale:
+            del self.posture_seen[name]
+            with contextlib.suppress(NotFound):
+                self.set_node_attributes(
+                    "controller", name, {"posture.compliant": "false", "posture.stale": "true"}
+                )
+        return stale
+
     def revoke_node(self, actor: str, name: str, reason: str) -> Node:
         now = self.clock()
         with self.store.transaction() as tx:
@@ -255,13 +304,14 @@ class Controller:
             tx.audit(AuditDraft(actor, "node.delete", f"node:{name}"))
 
     def node_map(self, identity: pki.Identity) -> netmap.NodeMap:
-        return netmap.build(
+        node_map = netmap.build(
             self.network(),
             self.store.list(Node),
             identity.name,
             self.store.list(Tenant),
             self.store.list(Workload),
         )
+        return node_map.model_copy(update={"policy": policies.bundle(self.store)})
 
     def dns_records(self) -> DnsZoneView:
         if self.dns is None:

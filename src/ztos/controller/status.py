@@ -1,19 +1,24 @@
-"""What agents report about their tenants and BGP sessions, for ``network status``.
+"""What agents report about their tenants, BGP sessions and traffic, and per-host security.
 
 Reports are kept in the controller's memory, not in the directory: they change
 all the time and writing them would wake every watcher on every report. A
 controller that restarts shows nothing until the agents' next report (one
-reconcile interval).
+reconcile interval). ``StatusBoard`` holds the tenant/BGP reports and, as
+``metrics``, the traffic counters with their short history
+(``ztos.controller.metrics``). ``host_security`` joins the directory with the
+latest counters for ``GET /api/v1/security/status``.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ztos.model import BgpSettings, Tenant, utcnow
+from ztos.controller.metrics import MetricsBoard, NodeMetrics
+from ztos.model import BgpSettings, CertificateRecord, Node, NodeStatus, Tenant, utcnow
 
 
 class TenantReport(BaseModel):
@@ -63,9 +68,10 @@ class NetworkStatus(BaseModel):
 class StatusBoard:
     """The latest report of each node, thread-safe (API handlers run in threads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: MetricsBoard | None = None) -> None:
         self._lock = threading.Lock()
         self._reports: dict[str, tuple[datetime, AgentStatus]] = {}
+        self.metrics = metrics or MetricsBoard()
 
     def put(self, node: str, status: AgentStatus) -> None:
         with self._lock:
@@ -101,3 +107,60 @@ class StatusBoard:
             ipv4_prefix=str(tenant.ipv4_prefix) if tenant.ipv4_prefix else None,
             nodes=per_node,
         )
+
+
+# --- per-host security (GET /api/v1/security/status) --------------------------------------
+
+MACSEC_NOT_AVAILABLE = "n/a"
+
+
+class HostSecurity(BaseModel):
+    """One host's identity and key hygiene, as an auditor checks it."""
+
+    name: str
+    status: NodeStatus
+    up: bool
+    wg_public_key: str
+    wg_key_age_seconds: float = Field(description="since enrolment: the key is kept through renewals")
+    enrolled_at: datetime
+    cert_serial: str
+    cert_not_after: datetime | None
+    cert_expires_in_seconds: float | None
+    cert_revoked: bool
+    last_handshake: datetime | None = Field(description="the most recent handshake with any peer")
+    last_handshake_age_seconds: float | None
+    macsec: str = Field(default=MACSEC_NOT_AVAILABLE, description="tenant L2 encryption state")
+    posture: dict[str, str] = Field(description="the node's posture attributes")
+
+
+def host_security(
+    nodes: Iterable[Node],
+    certificates: Mapping[str, CertificateRecord],
+    metrics: Mapping[str, NodeMetrics],
+    now: datetime,
+) -> list[HostSecurity]:
+    return [_host(node, certificates.get(node.cert_serial), metrics.get(node.name), now) for node in nodes]
+
+
+def _host(
+    node: Node, cert: CertificateRecord | None, seen: NodeMetrics | None, now: datetime
+) -> HostSecurity:
+    ages = (
+        [p.handshake_age_seconds for p in seen.peers if p.handshake_age_seconds is not None] if seen else []
+    )
+    handshake_age = min(ages) if ages else None
+    return HostSecurity(
+        name=node.name,
+        status=node.status,
+        up=seen.up if seen else False,
+        wg_public_key=node.wg_public_key,
+        wg_key_age_seconds=max(0.0, (now - node.enrolled_at).total_seconds()),
+        enrolled_at=node.enrolled_at,
+        cert_serial=node.cert_serial,
+        cert_not_after=cert.not_after if cert else None,
+        cert_expires_in_seconds=(cert.not_after - now).total_seconds() if cert else None,
+        cert_revoked=cert is not None and cert.revoked_at is not None,
+        last_handshake=None if handshake_age is None else now - timedelta(seconds=handshake_age),
+        last_handshake_age_seconds=handshake_age,
+        posture=dict(node.attributes),
+    )

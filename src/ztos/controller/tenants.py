@@ -30,6 +30,8 @@ class WorkloadRequest(BaseModel):
     tenant: Name
     node: Name
     netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    owner: Name | None = None
+    tags: list[Name] = Field(default_factory=list, max_length=32)
 
 
 class NetworkConfigRequest(BaseModel):
@@ -130,6 +132,8 @@ def add_workload(store: Store, actor: str, request: WorkloadRequest) -> Workload
             ipv6=ipv6,
             ipv4=ipv4,
             netns=request.netns,
+            owner=request.owner,
+            tags=request.tags,
         )
         tx.create(workload)
         tx.audit(

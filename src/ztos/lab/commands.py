@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ztos.lab.topology import DNS_PORT, LabHost, LabTopology
 
+POSTURE_TIMEOUT = 6.0  # the lab's agents report every ~2 s: three missed passes and a margin
 TOKEN_TTL = "1h"  # noqa: S105 - a lifetime, not a secret
 
 
@@ -52,6 +53,8 @@ def controller_argv(topology: LabTopology) -> list[str]:
         f"[{topology.controller_ipv6}]:{DNS_PORT}",
         "--dns-backend",
         topology.dns_backend,
+        "--posture-timeout",
+        f"{POSTURE_TIMEOUT:g}",
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ztos.api.auth import ADMIN, ANYONE, controller_of, requires
+from ztos.api.auth import ANYONE, OPERATOR_WRITE, controller_of, requires
 from ztos.controller import TokenCreated, actor_of
 from ztos.enroll.server import EnrollRequest, EnrollResponse, TokenRequest
 from ztos.pki import Identity, cert_to_pem
@@ -45,7 +45,9 @@ def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
 def create_token(
-    body: TokenRequest, request: Request, who: Annotated[Identity, Depends(requires(ADMIN))]
+    body: TokenRequest,
+    request: Request,
+    who: Annotated[Identity, Depends(requires(OPERATOR_WRITE, grants=True))],
 ) -> TokenCreated:
     """Create a single-use bootstrap token; its secret is shown only in this response."""
     return controller_of(request).create_token(actor_of(who), body)
@@ -53,7 +55,7 @@ def create_token(
 
 @router.post("/certificates/renew", response_model=RenewResponse)
 def renew(
-    body: RenewRequest, request: Request, who: Annotated[Identity, Depends(requires(ANYONE))]
+    body: RenewRequest, request: Request, who: Annotated[Identity, Depends(requires(ANYONE, bearer=False))]
 ) -> RenewResponse:
     """Issue a fresh certificate for the caller's own identity."""
     return RenewResponse(certificate_pem=controller_of(request).renew(who, body.csr_pem))

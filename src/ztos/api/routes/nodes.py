@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ztos.api.auth import ADMIN, READERS, controller_of, requires
+from ztos.api.auth import ADMIN, OPERATOR_WRITE, READERS, controller_of, requires
 from ztos.controller import TokenCreated, actor_of
 from ztos.enroll.server import TokenRequest
 from ztos.model import Node
@@ -28,7 +28,9 @@ def list_nodes(request: Request, _: Annotated[Identity, Depends(requires(READERS
 
 @router.post("", response_model=TokenCreated, status_code=201)
 def provision_node(
-    body: TokenRequest, request: Request, who: Annotated[Identity, Depends(requires(ADMIN))]
+    body: TokenRequest,
+    request: Request,
+    who: Annotated[Identity, Depends(requires(OPERATOR_WRITE, grants=True))],
 ) -> TokenCreated:
     """Pre-provision a node: returns its signed profile with a bound single-use token."""
     return controller_of(request).create_token(actor_of(who), body)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
-from ztos.api.auth import ADMIN, NODES, READERS, controller_of, requires
+from ztos.api.auth import ADMIN, NODES, OPERATOR_WRITE, READERS, controller_of, requires
 from ztos.controller import actor_of
 from ztos.controller import tenants as ops
 from ztos.controller.status import AgentStatus, NetworkStatus
@@ -16,6 +16,7 @@ from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1", tags=["tenants", "network"])
 Admin = Annotated[Identity, Depends(requires(ADMIN))]
+Operator = Annotated[Identity, Depends(requires(OPERATOR_WRITE))]
 Reader = Annotated[Identity, Depends(requires(READERS))]
 
 
@@ -41,13 +42,13 @@ def delete_tenant(name: str, request: Request, who: Admin) -> None:
 
 
 @router.post("/tenants/{name}/attach", response_model=Tenant)
-def attach(name: str, body: NodeRef, request: Request, who: Admin) -> Tenant:
+def attach(name: str, body: NodeRef, request: Request, who: Operator) -> Tenant:
     """Serve the tenant on a node: VXLAN, bridge and tenant namespace appear there."""
     return ops.set_attachment(controller_of(request).store, actor_of(who), name, body.node, True)
 
 
 @router.post("/tenants/{name}/detach", response_model=Tenant)
-def detach(name: str, body: NodeRef, request: Request, who: Admin) -> Tenant:
+def detach(name: str, body: NodeRef, request: Request, who: Operator) -> Tenant:
     """Stop serving the tenant on a node; its workloads there are removed too."""
     return ops.set_attachment(controller_of(request).store, actor_of(who), name, body.node, False)
 
@@ -58,13 +59,13 @@ def list_workloads(request: Request, _: Reader) -> list[Workload]:
 
 
 @router.post("/workloads", response_model=Workload, status_code=201)
-def add_workload(body: ops.WorkloadRequest, request: Request, who: Admin) -> Workload:
+def add_workload(body: ops.WorkloadRequest, request: Request, who: Operator) -> Workload:
     """Attach a workload to a tenant on a node; its addresses and MAC are allocated."""
     return ops.add_workload(controller_of(request).store, actor_of(who), body)
 
 
 @router.delete("/workloads/{name}", status_code=204)
-def remove_workload(name: str, request: Request, who: Admin) -> None:
+def remove_workload(name: str, request: Request, who: Operator) -> None:
     ops.remove_workload(controller_of(request).store, actor_of(who), name)
 
 

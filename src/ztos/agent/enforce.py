@@ -1,0 +1,86 @@
+"""Policy enforcement on this host: compile the network's policy into nftables, apply it.
+
+The controller ships the active policy text and a snapshot of the identities
+in every node map; each host compiles its own tables (``ztos.policy``):
+``inet ztos-host`` for traffic to its overlay addresses and one ``bridge
+ztos-t-<tenant>`` per tenant it serves (micro-segmentation on the tenant
+bridge). The adapter swaps a table atomically when its structure changes and
+only updates set elements when membership or posture changed, so a removed
+member loses its flows on the next packet. Until the first policy is applied
+ZTOS enforces nothing (a fresh network is open for bootstrapping); from then
+on, everything not allowed is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ztos.dataplane import nftables
+from ztos.dataplane.tenant_state import TenantsSpec
+from ztos.model import utcnow
+from ztos.netmap import NodeMap
+from ztos.policy import HostPorts, Policy, Snapshot, TenantPorts, compile_host, compile_tenant
+from ztos.policy.compile import TENANT_TABLE_PREFIX, tenant_table
+from ztos.policy.loader import load_policy
+
+log = logging.getLogger("ztos.agent.enforce")
+
+
+@dataclass
+class Enforcer:
+    ifname: str
+    listen_port: int
+    parsed: dict[int, Policy] = field(default_factory=dict)
+    conntrack: bool | None = None
+
+    def policy(self, bundle: dict[str, Any]) -> Policy:
+        rev = int(bundle["rev"])
+        if rev not in self.parsed:
+            self.parsed = {rev: load_policy(str(bundle["text"]), f"policy revision {rev}")}
+        return self.parsed[rev]
+
+    def apply(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
+        if node_map.policy is None:
+            return []
+        policy = self.policy(node_map.policy)
+        snapshot = Snapshot.from_data(node_map.policy["snapshot"])
+        now = utcnow()
+        if self.conntrack is None:
+            self.conntrack = nftables.bridge_conntrack()
+        rulesets = [
+            compile_host(
+                policy,
+                snapshot,
+                node_map.name,
+                now=now,
+                ports=HostPorts(wg_ifname=self.ifname, listen_port=self.listen_port),
+            )
+        ]
+        for tenant in tenants.tenants:
+            ports = TenantPorts(
+                tenant.vxlan, tenant.gateway_port, {w.name: w.host_port for w in tenant.workloads}
+            )
+            rulesets.append(
+                compile_tenant(
+                    policy, snapshot, node_map.name, tenant.name, ports, now=now, conntrack=self.conntrack
+                )
+            )
+        results = [result for ruleset in rulesets for result in nftables.apply(ruleset)]
+        applied = [
+            f"~ nft {r.family} {r.table}: {r.action} (policy rev {node_map.policy['rev']})"
+            for r in results
+            if r.action != "unchanged"
+        ]
+        return applied + self.remove_stale({tenant_table(t.name) for t in tenants.tenants})
+
+    def remove_stale(self, wanted: set[str]) -> list[str]:
+        """Drop the tables of tenants this host no longer serves."""
+        installed = {
+            obj["table"]["name"]
+            for obj in nftables.list_ruleset()["nftables"]
+            if "table" in obj and obj["table"].get("family") == "bridge"
+        }
+        stale = sorted(t for t in installed if t.startswith(TENANT_TABLE_PREFIX) and t not in wanted)
+        return [f"- nft bridge {t} (tenant detached)" for t in stale if nftables.flush_table("bridge", t)]
