@@ -43,7 +43,7 @@ CHROMIUM_ARGS = [
 
 
 def enrol(controller: object, count: int) -> None:
-    admin = admin_client(controller)  # type: ignore[arg-type]
+    admin = admin_client(controller)
     for index in range(count):
         name = f"n{index:03d}"
         token = admin.request("POST", "/api/v1/tokens", json={"node_name": name, "ttl_seconds": 600})["token"]
