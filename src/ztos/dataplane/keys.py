@@ -16,24 +16,20 @@ import stat
 import tempfile
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from ztos.errors import InvalidInput
+from ztos.keys import generate_wg_keypair, wg_public_key
 
 
 def generate_keypair() -> tuple[str, str]:
-    """A fresh X25519 key pair as ``(private_b64, public_b64)``."""
-    private = X25519PrivateKey.generate().private_bytes_raw()
-    encoded = base64.b64encode(private).decode()
-    return encoded, public_key_of(encoded)
+    """A fresh X25519 key pair as ``(private_b64, public_b64)`` (``ztos.keys`` generates it)."""
+    pair = generate_wg_keypair()
+    return pair.private_key, pair.public_key
 
 
 def public_key_of(private_b64: str) -> str:
-    """The base64 public key of a base64 private key."""
-    key = X25519PrivateKey.from_private_bytes(_decode(private_b64))
-    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
+    """The base64 public key of a base64 private key (checked here, derived by ``ztos.keys``)."""
+    _decode(private_b64)
+    return wg_public_key(private_b64)
 
 
 def write_private_key(path: str | Path, private_b64: str) -> None:
