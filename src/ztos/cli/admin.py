@@ -14,7 +14,7 @@ from ztos.cli.context import (
     print_table,
     state,
 )
-from ztos.controller import SecurityStatus, TokenCreated
+from ztos.controller import SecurityOverview, TokenCreated
 from ztos.enroll.profile import Profile, dump_profile
 from ztos.enroll.server import TokenRequest
 from ztos.model import Node, Role
@@ -150,7 +150,7 @@ def node_delete(ctx: typer.Context, name: str) -> None:
 @security_app.command("status")
 def security_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """CA, certificates and audit chain health."""
-    status = SecurityStatus.model_validate(state(ctx).client().request("GET", "/api/v1/security/status"))
+    status = SecurityOverview.model_validate(state(ctx).client().request("GET", "/api/v1/security/status"))
     if json_out:
         print_json(status)
         return
@@ -170,3 +170,21 @@ def security_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         for c in status.certificates
     ]
     print_table("certificates", ["subject", "role", "serial", "expires (UTC)", "revoked"], rows)
+    hosts = [
+        [
+            h.name,
+            h.status.value,
+            "up" if h.up else "down",
+            f"{h.wg_key_age_seconds / 86400:.1f} d",
+            f"{h.last_handshake_age_seconds:.0f} s" if h.last_handshake_age_seconds is not None else None,
+            f"{h.cert_not_after:%Y-%m-%d %H:%M}" if h.cert_not_after else None,
+            h.macsec,
+            ", ".join(f"{k}={v}" for k, v in sorted(h.posture.items())) or None,
+        ]
+        for h in status.hosts
+    ]
+    print_table(
+        "hosts",
+        ["host", "status", "state", "WG key age", "handshake", "cert expires", "MACsec", "posture"],
+        hosts,
+    )

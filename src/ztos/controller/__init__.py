@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ztos import addressing, netmap, pki
 from ztos.audit import AuditDraft, verify_chain
 from ztos.controller import policies
-from ztos.controller.status import NetworkStatus, StatusBoard
+from ztos.controller.status import HostSecurity, NetworkStatus, StatusBoard
 from ztos.directory import Change, Store
 from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
@@ -77,6 +77,12 @@ class SecurityStatus(BaseModel):
     certificates: list[CertificateStatus]
     audit_chain_ok: bool
     audit_events: int
+
+
+class SecurityOverview(SecurityStatus):
+    """The security status plus, per host, key and certificate hygiene and posture."""
+
+    hosts: list[HostSecurity]
 
 
 class NodeReport(BaseModel):

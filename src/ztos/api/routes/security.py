@@ -12,17 +12,13 @@ from fastapi.responses import PlainTextResponse
 
 from ztos.api.auth import ANYONE, READERS, controller_of, requires
 from ztos.api.routes.monitoring import json_response, snapshots
-from ztos.controller import Controller, SecurityStatus
+from ztos.controller import Controller, SecurityOverview
 from ztos.controller.metrics import metrics_view
-from ztos.controller.status import HostSecurity, host_security
+from ztos.controller.status import host_security
 from ztos.model import CertificateRecord
 from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1", tags=["security"])
-
-
-class SecurityOverview(SecurityStatus):
-    hosts: list[HostSecurity]
 
 
 @router.get("/security/status", response_model=SecurityOverview)
