@@ -7,8 +7,8 @@ then as the admin to every operation. It fails on any 5xx, any response body
 that does not match the schema (errors included: every error must be the
 documented ``{error, detail}``) and any undocumented content type.
 
-Bounded and reproducible: 20 examples per operation, a fixed seed, no
-shrinking, 4 workers (about 30 s here). Left out: the two routes that hold
+Bounded and reproducible: 10 examples per operation, a fixed seed, no
+shrinking, one worker (about 60 s here). Left out: the two routes that hold
 the connection open by design (``/watch`` long-polls up to 60 s,
 ``/monitoring/stream`` streams until the client leaves), which have their own
 tests. Destructive operations stay in (the controller is thrown away); the
@@ -32,7 +32,7 @@ from ztos.enroll.identity_dir import IdentityDir
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 LONG_HELD = r"^/api/v1/(watch|monitoring/stream)$"
 NODE_ONLY = r"^/api/v1/(netmap|nodes/self/.+)$"
-BUDGET_S = 90
+BUDGET_S = 240
 
 
 def schemathesis() -> list[str]:
@@ -57,14 +57,16 @@ def run_schemathesis(controller: RunningController, identity: IdentityDir, cwd: 
         "--checks",
         CHECKS,
         "--max-examples",
-        "20",
+        "10",
         "--seed",
         "20251",
         "--no-shrink",
         "--phases",
         "examples,coverage,fuzzing",
+        # One worker: CPython 3.11's ast.parse is not thread-safe, and hypothesis parses
+        # lambdas while describing strategies ("AST constructor recursion depth mismatch").
         "--workers",
-        "4",
+        "1",
         "--request-timeout",
         "10",
         *filters,

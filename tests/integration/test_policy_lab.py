@@ -92,11 +92,26 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabTopology]:
                 )
             )
         apply(topology, tmp_path_factory.mktemp("policy"), "alice")
+        wait_for(
+            lambda: all(enforcing(h.netns) for h in topology.hosts), 30, "every host enforcing the policy"
+        )
         yield topology
     finally:
         for server in servers:
             server.kill()
         runner.down(topology.name)
+
+
+def enforcing(netns: str) -> bool:
+    """The agent has compiled and applied the policy: its tables exist."""
+    tables = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "tables"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    ).stdout
+    return "inet ztos-host" in tables and "bridge ztos-t-corp" in tables
 
 
 def admin(lab: LabTopology, *args: str) -> str:
