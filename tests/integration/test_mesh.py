@@ -161,7 +161,7 @@ def test_mesh_survives_controller_outage_and_a_fifth_host_joins(lab: LabTopology
             all(wg_key(fifth) in peers_of(h) for h in others)
             and {wg_key(h) for h in others} <= peers_of(fifth)
         ),
-        30,
+        60,
         "every host (reconnected after the outage) and the 5th having each other as peers",
     )
     for host in others:
