@@ -53,7 +53,7 @@ class StepFailed(ToolError):
 
     code = "dataplane_step_failed"
 
-    def __init__(self, operation: Operation, done: Sequence[Operation], cause: ZtosError) -> None:
+    def __init__(self, operation: object, done: Sequence[object], cause: ZtosError) -> None:
         super().__init__(
             f"step {len(done) + 1} `{operation}` failed: {cause.detail} "
             f"({len(done)} step(s) applied before it; the next reconcile retries)"

@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from ztos.dataplane import links
+from ztos.dataplane.reconcile import StepFailed
 from ztos.dataplane.tenant_plan import (
     FLOOD_MAC,
     GATEWAY_PORT_FLAGS,
@@ -53,25 +54,14 @@ from ztos.dataplane.tenant_plan import (
     vxlan_port_flags,
 )
 from ztos.dataplane.tenant_state import GATEWAY_IFNAME, WORKLOAD_IFNAME, TenantSpec, TenantsSpec
-from ztos.errors import NotFound, ToolError, ZtosError
+from ztos.errors import NotFound, ZtosError
 
 _Apply = Callable[[str], None]
 _Key = Callable[[str], str]
 
 
-class TenantStepFailed(ToolError):
-    """One step of a tenant plan failed; ``done`` lists the steps applied before it."""
-
-    code = "dataplane_step_failed"
-
-    def __init__(self, operation: TenantOperation, done: Sequence[TenantOperation], cause: ZtosError) -> None:
-        super().__init__(
-            f"step {len(done) + 1} `{operation}` failed: {cause.detail} "
-            f"({len(done)} step(s) applied before it; the next reconcile retries)"
-        )
-        self.operation = operation
-        self.done = tuple(done)
-        self.retry = cause.retry
+class TenantStepFailed(StepFailed):
+    """One step of a tenant plan failed (same message and retry rule as the WireGuard planner's)."""
 
 
 class TenantExecutor(Protocol):
