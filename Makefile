@@ -17,11 +17,13 @@ help:
 deps:
 	./scripts/install-debian-deps.sh
 
-$(STAMP): pyproject.toml
+# deps/constraints.txt pins every Python dependency to what CI tested
+# (regenerate with `.venv/bin/pip freeze --exclude-editable > deps/constraints.txt`).
+$(STAMP): pyproject.toml deps/constraints.txt
 	@test -x $(PYTHON) || { echo "need $(PYTHON) (Python 3.11): run make deps"; exit 1; }
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c deps/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 venv: deps $(STAMP) web-if-missing
