@@ -232,6 +232,7 @@ class Token(Record):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     used_at: datetime | None = None
+    revoked_at: datetime | None = None  # an admin killed it (leaked) before use or expiry
 
 
 class TsigKey(Record):

@@ -31,7 +31,7 @@ import pytest
 
 from ztos.audit import AuditDraft, verify_chain
 from ztos.directory import Store, open_store
-from ztos.directory.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStore
+from ztos.directory.sqlite import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, SqliteStore, split_statements
 from ztos.directory.store import iter_all_changes
 from ztos.errors import Conflict, DirectoryError, NotAZtosDirectory, NotFound, SchemaTooNew
 from ztos.model import CertificateRecord, Device, Group, Node, Record, Role, Tenant, Token, User
@@ -323,6 +323,55 @@ def test_audit_rolls_back_with_its_transaction(store: Store) -> None:
     assert verify_chain(events) is None
 
 
+# --------------------------------------------------------------------------- one-time tokens
+
+T0 = 1_800_000_000.0  # seconds since the epoch; claim_once takes the caller's clock
+
+
+def _claim(store: Store, token: str, now: float = T0, scope: str = "zh3", ttl: float = 600) -> bool:
+    with store.transaction() as tx:
+        return tx.claim_once(scope, token, now, ttl)
+
+
+def test_a_token_is_claimed_once_until_it_expires(store: Store) -> None:
+    assert _claim(store, "mac-1") is True
+    assert _claim(store, "mac-1", T0 + 599) is False
+    assert _claim(store, "mac-2", T0 + 599) is True
+    assert _claim(store, "mac-1", T0 + 600) is True  # forgotten after its ttl
+
+
+def test_token_scopes_are_separate_and_get_no_revision(store: Store) -> None:
+    assert _claim(store, "mac", scope="zh3-a") and _claim(store, "mac", scope="zh3-b")
+    assert not _claim(store, "mac", scope="zh3-a")
+    assert store.revision() == 0 and store.changes(0) == []
+
+
+def test_claims_survive_reopening(backend: Backend) -> None:
+    first = backend.open()
+    assert _claim(first, "mac-1")
+    first.close()
+    second = backend.open()
+    assert not _claim(second, "mac-1", T0 + 1)
+    second.close()
+
+
+def test_a_claim_rolls_back_with_its_transaction(store: Store) -> None:
+    with pytest.raises(Boom), store.transaction() as tx:
+        assert tx.claim_once("zh3", "mac-1", T0, 600)
+        raise Boom
+    assert _claim(store, "mac-1")
+
+
+def test_threads_claiming_one_token_have_exactly_one_winner(store: Store) -> None:
+    wins: list[bool] = []
+    threads = [threading.Thread(target=lambda: wins.append(_claim(store, "mac-1"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(wins) == [False] * 7 + [True]
+
+
 # --------------------------------------------------------------------------- processes
 
 _CHILD_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -378,6 +427,35 @@ def test_two_processes_write_without_losing_or_reusing_revisions(backend: Backen
         assert child.returncode == 0
         results.append(json.loads(out))
     _check_pair_results(store, results, count)
+
+
+TOKEN_CLAIMER = """
+import json, sys
+from ztos.directory import open_store
+location, count = sys.argv[1], int(sys.argv[2])
+store = open_store(location)
+print("ready", flush=True)
+sys.stdin.readline()
+won = []
+for i in range(count):
+    with store.transaction() as tx:
+        if tx.claim_once("zh3", f"mac-{i}", 1800000000.0, 600):
+            won.append(i)
+store.close()
+print(json.dumps(won), flush=True)
+"""
+
+
+def test_two_processes_never_both_claim_a_token(backend: Backend, store: Store) -> None:
+    count = 100
+    children = [_spawn(TOKEN_CLAIMER, backend.location, str(count)) for _ in range(2)]
+    _release_together(children)
+    won: list[int] = []
+    for child in children:
+        out, _ = child.communicate(timeout=60)
+        assert child.returncode == 0
+        won.extend(json.loads(out))
+    assert sorted(won) == list(range(count))
 
 
 def _check_pair_results(store: Store, results: list[list[list[int]]], count: int) -> None:
@@ -546,3 +624,37 @@ def test_sqlite_transaction_is_unusable_after_its_block(tmp_path: Path) -> None:
             pass
         with pytest.raises(DirectoryError, match="ended"):
             tx.put(User(name="late"))
+
+
+def _once_tokens(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT scope, token FROM once_tokens ORDER BY scope, token").fetchall()
+    conn.close()
+    return rows
+
+
+def test_sqlite_expired_tokens_are_pruned(tmp_path: Path) -> None:
+    with SqliteStore(str(_db_path(tmp_path))) as store:
+        for i in range(50):
+            _claim(store, f"mac-{i}", T0 + i)
+        _claim(store, "other", T0, scope="zh3-other")
+        _claim(store, "late", T0 + 700)  # every mac-* expired by then (T0 + i + 600)
+    assert _once_tokens(_db_path(tmp_path)) == [("zh3", "late"), ("zh3-other", "other")]
+
+
+def test_sqlite_schema_1_file_is_upgraded_keeping_its_records(tmp_path: Path) -> None:
+    conn = sqlite3.connect(_db_path(tmp_path), isolation_level=None)
+    for statement in split_statements(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+    conn.execute("PRAGMA user_version = 1")
+    data = json.dumps(User(name="a").model_dump(mode="json"))
+    conn.execute("INSERT INTO objects (kind, key, data, rev) VALUES ('user', 'a', ?, 1)", (data,))
+    conn.execute("UPDATE meta SET value = 1 WHERE name = 'revision'")
+    conn.close()
+    with SqliteStore(str(_db_path(tmp_path))) as store:
+        assert store.get(User, "a") == User(name="a") and store.revision() == 1
+        assert _claim(store, "mac-1") and not _claim(store, "mac-1")
+    conn = sqlite3.connect(_db_path(tmp_path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()

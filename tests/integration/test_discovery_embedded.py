@@ -1,4 +1,4 @@
-"""Embedded-server-only behaviour: DNS64, replay cache, persistence across restarts, and fuzzing.
+"""Embedded-server-only behaviour: DNS64, replay cache (also across restarts), persistence, and fuzzing.
 
 The server runs in a thread of this process on a free port of 127.0.0.1; every
 server a test starts is stopped and its directory removed in ``finally``.
@@ -24,6 +24,8 @@ import dns.rcode
 import dns.update
 import pytest
 
+from ztos.controller.dns import DirectoryReplayCache, DnsService, DnsSettings
+from ztos.directory.sqlite import SqliteStore
 from ztos.discovery import (
     Dns64,
     DnsEngine,
@@ -40,6 +42,8 @@ from ztos.discovery import (
 )
 from ztos.discovery import names as n
 from ztos.discovery.keys import keyring, sign_at, tsig_key
+from ztos.enroll.server import DnsCredentials
+from ztos.model import Network
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +124,86 @@ def test_zone_survives_a_restart(workdir: Path) -> None:
     with running(make_server(store)) as server:
         assert server.zone.to_texts() == before
         assert updater(server, H1).resolve("_wireguard._udp.h1", "SRV") == [f"0 0 51820 h1.{ZONE}"]
+
+
+# --- replays across a controller restart -------------------------------------------------------------
+
+
+def _free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (``DnsSettings`` needs a fixed one)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, suppress(OSError):
+                tcp.bind(("127.0.0.1", port))
+                return port
+    raise AssertionError("no port free for both UDP and TCP on 127.0.0.1")
+
+
+ZH3_NETWORK = Network(
+    name="zh3",
+    ula_prefix=ipaddress.IPv6Network("fd00:5a::/48"),
+    ipv4_prefix=ipaddress.IPv4Network("10.90.0.0/16"),
+)
+
+
+@contextmanager
+def controller_dns(directory: Path) -> Iterator[DnsService]:
+    """The controller's embedded DNS over the directory file, as ``ztos controller`` runs it."""
+    store = SqliteStore(str(directory / "directory.db"))
+    settings = DnsSettings("embedded", "127.0.0.1", _free_port(), "127.0.0.1", directory)
+    service = DnsService(store, settings, [])
+    try:
+        service.start(ZH3_NETWORK)
+        yield service
+    finally:
+        service.stop()
+        store.close()
+
+
+def _owner(service: DnsService, creds: DnsCredentials) -> DnsUpdater:
+    port = service.settings.port
+    return DnsUpdater("127.0.0.1", port, creds.zone, creds.key_name, creds.secret, timeout=3)
+
+
+def test_update_replayed_after_a_controller_restart_is_refused(workdir: Path) -> None:
+    with controller_dns(workdir) as service:
+        creds = service.credentials_for("h1")
+        update = records.replace_host(n.as_name(creds.zone), "h1", "fd00:5a::1", None)
+        captured = sign_at(update, tsig_key(creds.key_name, creds.secret), int(time.time()))
+        assert exchange(("127.0.0.1", service.settings.port), captured).rcode() == dns.rcode.NOERROR
+        _owner(service, creds).remove_host("h1")  # the capture must not bring the record back
+    with controller_dns(workdir) as service:
+        before = service.records().records
+        assert exchange(("127.0.0.1", service.settings.port), captured).rcode() == dns.rcode.REFUSED
+        assert service.records().records == before
+        owner = _owner(service, creds)
+        assert owner.resolve("h1", "AAAA") == []
+        owner.replace_host("h1", "fd00:5a::2", None)  # fresh updates of the owner still work
+        assert owner.resolve("h1", "AAAA") == ["fd00:5a::2"]
+
+
+def _rcode(engine: DnsEngine, wire: bytes) -> dns.rcode.Rcode:
+    return dns.message.from_wire(engine.handle(wire, "127.0.0.1")[0], keyring=False).rcode()
+
+
+def test_replicas_over_one_directory_refuse_each_others_replays(workdir: Path) -> None:
+    path = str(workdir / "directory.db")
+    with SqliteStore(path) as first_store, SqliteStore(path) as second_store:
+        first, second = (
+            DnsEngine(
+                new_zone(ZONE),
+                keyring(dict([H1])),
+                network_policy(ZONE, ["h1"]),
+                replays=DirectoryReplayCache(store, ZONE.to_text(), 600),
+            )
+            for store in (first_store, second_store)
+        )
+        wire = sign_at(records.replace_host(ZONE, "h1", "fd00:5a::1", None), tsig_key(*H1), int(time.time()))
+        assert _rcode(first, wire) == dns.rcode.NOERROR
+        assert _rcode(second, wire) == dns.rcode.REFUSED
+        assert second.zone.serial == new_zone(ZONE).serial
 
 
 # --- fuzzing ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from ztos.api.routes import (
     mesh,
     monitoring,
     nodes,
+    people,
     policies,
     security,
     session,
@@ -37,7 +38,8 @@ def create_app(controller: Controller) -> FastAPI:
     )
     app.state.controller = controller
     errors.install(app)
-    for module in (dns, identity, mesh, monitoring, nodes, policies, security, session, tenants, watch, web):
+    modules = (dns, identity, mesh, monitoring, nodes, people, policies, security, session, tenants, watch)
+    for module in (*modules, web):
         app.include_router(module.router)
 
     @app.get("/api/v1/healthz", tags=["monitoring"])

@@ -55,8 +55,9 @@ from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from ztos import pki
 from ztos.controller import Controller, actor_of
-from ztos.errors import Forbidden, InvalidInput, Unauthenticated
+from ztos.errors import Forbidden, InvalidInput, Unauthenticated, ZtosError
 from ztos.model import CertificateRecord, Role
 from ztos.pki import Identity
 
@@ -418,12 +419,18 @@ class Requires:
 
     def check(self, request: Request) -> Identity:
         controller = controller_of(request)
-        token = bearer_token(request, query=self.query_token)
-        identity = (
-            session_claims(request, token).identity()
-            if token is not None
-            else controller.authenticate(peer_certificate(request))
-        )
+        try:
+            token = bearer_token(request, query=self.query_token)
+            identity = (
+                session_claims(request, token).identity()
+                if token is not None
+                else controller.authenticate(peer_certificate(request))
+            )
+        except Unauthenticated as exc:
+            target = f"{request.method} {request.url.path}"
+            who = _claimed_identity(request)
+            controller.audit_refusal(who, "api.call", target, f"{exc.code}: {exc.detail}", reason=exc.code)
+            raise
         try:
             controller.authorize(identity, self.roles)
         except Forbidden as exc:
@@ -435,8 +442,24 @@ class Requires:
     @staticmethod
     def _refuse(request: Request, identity: Identity, exc: Forbidden) -> None:
         target = f"{request.method} {request.url.path}"
-        controller_of(request).audit_refusal(actor_of(identity), "api.call", target, exc.detail)
+        controller_of(request).audit_refusal(
+            actor_of(identity), "api.call", target, exc.detail, reason=f"{exc.code} {target}"
+        )
         raise exc
+
+
+def _claimed_identity(request: Request) -> str:
+    """Who a refused caller claims to be, for the audit log: the name and serial of
+    its certificate (unverified: it was just refused), else its address."""
+    source = request.client.host if request.client else "unknown"
+    try:
+        cert = peer_certificate(request)
+        if cert is not None:
+            claimed = pki.identity_of(cert)
+            return f"cert:{claimed.name}#{claimed.serial}@{source}"
+    except (ValueError, ZtosError):
+        pass
+    return f"anonymous@{source}"
 
 
 def _requested_role(body: bytes) -> Role | None:

@@ -159,6 +159,8 @@ def security_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     print(f"CA valid until {status.ca_not_after:%Y-%m-%d}")
     print(f"nodes          {status.nodes_active} active, {status.nodes_revoked} revoked")
     print(f"audit chain    {'intact' if status.audit_chain_ok else 'BROKEN'} ({status.audit_events} events)")
+    for alert in status.repeated_refusals:
+        print(f"ALERT          {alert.identity} refused {alert.count} times recently: {alert.reason}")
     rows = [
         [
             c.subject,

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from ztos.cli import admin, monitoring
+from ztos.cli import admin, monitoring, people
 from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
 from ztos.cli.dns import dns_app, service_app
@@ -38,6 +38,7 @@ controller_app = typer.Typer(help="Run the controller.", no_args_is_help=True)
 app.add_typer(controller_app, name="controller")
 app.add_typer(admin.token_app, name="token")
 app.add_typer(admin.node_app, name="node")
+app.add_typer(people.user_app, name="user")
 app.add_typer(admin.security_app, name="security")
 app.add_typer(monitoring.monitoring_app, name="monitoring")
 admin.security_app.command("login-link")(monitoring.login_link)

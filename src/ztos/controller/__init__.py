@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ztos import addressing, netmap, pki
 from ztos.audit import AuditDraft, verify_chain
 from ztos.controller import policies
+from ztos.controller.refusals import RefusalLimiter
 from ztos.controller.status import HostSecurity, NetworkStatus, StatusBoard
 from ztos.directory import Change, Store
 from ztos.enroll import server as enroll_server
@@ -68,6 +69,14 @@ class CertificateStatus(BaseModel):
     revoked: bool
 
 
+class RefusalAlert(BaseModel):
+    """An identity refused again and again recently (a revoked host still trying, a guesser)."""
+
+    identity: str
+    reason: str
+    count: int
+
+
 class SecurityStatus(BaseModel):
     network: str
     ca_fingerprint: str
@@ -77,6 +86,28 @@ class SecurityStatus(BaseModel):
     certificates: list[CertificateStatus]
     audit_chain_ok: bool
     audit_events: int
+    repeated_refusals: list[RefusalAlert] = Field(default_factory=list)
+
+
+class TokenInfo(BaseModel):
+    """A bootstrap token as listed: never its secret (nor the secret's hash)."""
+
+    id: str
+    node_name: str
+    role: Role
+    created_by: str
+    expires_at: datetime
+    used: bool
+    revoked: bool
+
+
+class UserInfo(BaseModel):
+    """A person and their certificates."""
+
+    name: str
+    roles: list[Role]
+    revoked: bool
+    certificates: list[CertificateStatus]
 
 
 class SecurityOverview(SecurityStatus):
@@ -117,6 +148,7 @@ class Controller:
     status_board: StatusBoard = field(default_factory=StatusBoard)
     dns: DnsHooks | None = None
     posture_seen: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of last report
+    refusals: RefusalLimiter = field(default_factory=RefusalLimiter)
 
     @classmethod
     def open(cls, store: Store, pki_dir: Path, controller_urls: list[str]) -> Controller:
@@ -193,17 +225,59 @@ class Controller:
             with self.store.transaction() as tx:
                 response = enroll_server.redeem(tx, self.ca, network, request, self.clock())
         except ZtosError as exc:
-            self._audit(
+            self.audit_refusal(
                 f"enrollee:{request.node_name}@{source}",
                 "enroll",
                 f"node:{request.node_name}",
-                "refused",
                 f"{exc.code}: {exc.detail}",
+                reason=exc.code,
             )
             raise
         if self.dns is not None and response.node is not None:
             response.dns = self._dns_call(lambda hooks: hooks.credentials_for(request.node_name))
         return response
+
+    def list_tokens(self) -> list[TokenInfo]:
+        return [_token_info(token) for token in sorted(self.store.list(Token), key=lambda t: t.created_at)]
+
+    def revoke_token(self, actor: str, token_id: str) -> TokenInfo:
+        """Kill a token (leaked, no longer needed) so it can never enrol."""
+        with self.store.transaction() as tx:
+            token = tx.get(Token, token_id)
+            if token is None:
+                raise NotFound(f"no token with id {token_id!r}")
+            if token.revoked_at is None:
+                token.revoked_at = self.clock()
+                tx.put(token)
+                tx.audit(AuditDraft(actor, "token.revoke", f"token:{token_id}", detail=token.node_name))
+        return _token_info(token)
+
+    # -- people -------------------------------------------------------------
+
+    def list_users(self) -> list[UserInfo]:
+        records = self.store.list(CertificateRecord)
+        return [_user_info(user, records) for user in sorted(self.store.list(User), key=lambda u: u.name)]
+
+    def get_user(self, name: str) -> UserInfo:
+        user = self.store.get(User, name)
+        if user is None:
+            raise NotFound(f"no user named {name!r}")
+        return _user_info(user, self.store.list(CertificateRecord))
+
+    def revoke_user(self, actor: str, name: str, reason: str) -> UserInfo:
+        """Offboard a person: revoke every certificate of theirs (directory and CRL),
+        which also ends their browser sessions at once."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            user = tx.get(User, name)
+            if user is None:
+                raise NotFound(f"no user named {name!r}")
+            for record in tx.list(CertificateRecord):
+                if record.subject == name and record.role is not Role.NODE and record.revoked_at is None:
+                    record.revoked_at, record.revoke_reason = now, reason
+                    tx.put(record)
+            tx.audit(AuditDraft(actor, "user.revoke", f"user:{name}", detail=reason))
+        return self.get_user(name)
 
     def _dns_call(self, action: Callable[[DnsHooks], T]) -> T | None:
         """DNS is a convenience on top of the mesh: its failure is logged, never fatal."""
@@ -378,6 +452,7 @@ class Controller:
             certificates=sorted(certificates, key=lambda c: (c.subject, c.not_after)),
             audit_chain_ok=verify_chain(events) is None,
             audit_events=len(events),
+            repeated_refusals=[RefusalAlert(**vars(r)) for r in self.refusals.repeated()],
         )
 
     def audit_log(self, after_seq: int, limit: int) -> list[AuditEvent]:
@@ -390,8 +465,110 @@ class Controller:
         with self.store.transaction() as tx:
             tx.audit(AuditDraft(actor, action, target, outcome, detail))
 
-    def audit_refusal(self, actor: str, action: str, target: str, detail: str) -> None:
+    def audit_refusal(self, actor: str, action: str, target: str, detail: str, reason: str = "") -> None:
+        """Audit a refusal, at most once per (actor, reason) per window: a looping client
+        cannot flood the log, and the next record says how many were suppressed."""
+        suppressed = self.refusals.admit(actor, reason or detail)
+        if suppressed is None:
+            return
+        if suppressed:
+            detail += f" (and {suppressed} more refusals suppressed since the last record)"
         self._audit(actor, action, target, "refused", detail)
+
+
+def check_attribute_size(attributes: dict[str, str], before: dict[str, str]) -> None:
+    """A node's record ships to every host on every change: bound what it can grow to.
+    A change that does not grow an over-full record (a removal) is always allowed."""
+    posture = sum(key.startswith(HOST_PREFIX) for key in attributes)
+    grew = posture > sum(key.startswith(HOST_PREFIX) for key in before) or len(attributes) > len(before)
+    if grew and (posture > MAX_POSTURE_KEYS or len(attributes) > MAX_ATTRIBUTES):
+        raise InvalidInput(
+            f"a node holds at most {MAX_POSTURE_KEYS} posture.* and {MAX_ATTRIBUTES} attributes in all; "
+            f"this change would leave {posture} and {len(attributes)}: remove some (a null value removes)",
+            code="too_many_attributes",
+        )
+    for key, value in attributes.items():
+        if value != before.get(key) and len(value.encode()) > MAX_VALUE_BYTES:
+            raise InvalidInput(
+                f"attribute {key!r} is {len(value.encode())} bytes; at most {MAX_VALUE_BYTES}",
+                code="too_many_attributes",
+            )
+
+
+def observed_endpoint(source: str | None, port: int) -> str | None:
+    """``source:port`` when ``source`` is an address peers could use (not loopback,
+    link-local or unspecified), else None."""
+    try:
+        address = ipaddress.ip_address(source or "")
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_link_local or address.is_unspecified or address.is_multicast:
+        return None
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _token_info(token: Token) -> TokenInfo:
+    return TokenInfo(
+        id=token.id,
+        node_name=token.node_name,
+        role=token.role,
+        created_by=token.created_by,
+        expires_at=token.expires_at,
+        used=token.used_at is not None,
+        revoked=token.revoked_at is not None,
+    )
+
+
+def _user_info(user: User, records: list[CertificateRecord]) -> UserInfo:
+    mine = [
+        CertificateStatus(
+            serial=r.serial,
+            subject=r.subject,
+            role=r.role,
+            not_after=r.not_after,
+            revoked=r.revoked_at is not None,
+        )
+        for r in records
+        if r.subject == user.name and r.role is not Role.NODE
+    ]
+    return UserInfo(
+        name=user.name,
+        roles=user.roles,
+        revoked=bool(mine) and all(c.revoked for c in mine),
+        certificates=sorted(mine, key=lambda c: c.not_after),
+    )
+
+
+def _token_info(token: Token) -> TokenInfo:
+    return TokenInfo(
+        id=token.id,
+        node_name=token.node_name,
+        role=token.role,
+        created_by=token.created_by,
+        expires_at=token.expires_at,
+        used=token.used_at is not None,
+        revoked=token.revoked_at is not None,
+    )
+
+
+def _user_info(user: User, records: list[CertificateRecord]) -> UserInfo:
+    mine = [
+        CertificateStatus(
+            serial=r.serial,
+            subject=r.subject,
+            role=r.role,
+            not_after=r.not_after,
+            revoked=r.revoked_at is not None,
+        )
+        for r in records
+        if r.subject == user.name and r.role is not Role.NODE
+    ]
+    return UserInfo(
+        name=user.name,
+        roles=user.roles,
+        revoked=bool(mine) and all(c.revoked for c in mine),
+        certificates=sorted(mine, key=lambda c: c.not_after),
+    )
 
 
 def actor_of(identity: pki.Identity) -> str:

@@ -34,7 +34,7 @@ from ztos.discovery import (
     new_zone,
     zone_origin,
 )
-from ztos.discovery.engine import EngineSettings
+from ztos.discovery.engine import EngineSettings, replay_window
 from ztos.discovery.names import Name, as_name, controller_key_name, host_key_name
 from ztos.discovery.policy import Policy
 from ztos.discovery.zone import Zone
@@ -107,6 +107,22 @@ class DirectoryZoneStore:
             tx.put(DnsZoneRecord(origin=self.origin, records=list(records)))
 
 
+class DirectoryReplayCache:
+    """The embedded server's replay cache, kept in the directory (``ReplayGuard``).
+
+    In memory, a restart forgot every update seen, so one captured within the
+    time window was accepted again. ``claim_once`` makes "seen? then record"
+    one insert, so replicas over the same directory also agree on it.
+    """
+
+    def __init__(self, store: Store, origin: str, window: float) -> None:
+        self.store, self.scope, self.window = store, f"dns-update:{origin}", window
+
+    def check_and_add(self, key: Name, mac: bytes, now: float) -> bool:
+        with self.store.transaction() as tx:
+            return not tx.claim_once(self.scope, f"{key.to_text()} {mac.hex()}", now, self.window)
+
+
 class DnsService:
     """Owns the authority for the network's zone and the controller's updater."""
 
@@ -162,12 +178,14 @@ class DnsService:
             )
             server.start()
             return server
+        settings = EngineSettings(transfer=transfer)
         embedded = DnsServer(
             zone,
             keys,
             policy,
             store=DirectoryZoneStore(self.store, self.zone),
-            settings=EngineSettings(transfer=transfer),
+            settings=settings,
+            replays=DirectoryReplayCache(self.store, self.zone, replay_window(settings)),
         )
         return embedded.run_in_thread(self.settings.listen, self.settings.port)
 

@@ -3,14 +3,15 @@
 Why SQLite: a single-host ZTOS needs a directory with real transactions,
 crash safety and several writer processes (controllers, CLI) without running a
 server. SQLite in WAL mode gives exactly that; this module only maps the
-``Store`` protocol (``ztos.directory.store``) onto four tables:
+``Store`` protocol (``ztos.directory.store``) onto five tables:
 
 * ``objects(kind, key, data, rev)``: the current records, JSON documents;
 * ``changes(rev, kind, key, op, data)``: the change feed, one row per write;
 * ``meta(name, value)``: the revision counter. It is stored rather than
   derived from ``MAX(changes.rev)`` so that pruning old changes can never
   make a revision number come back;
-* ``audit(seq, ..., prev_hash, hash)``: the hash-chained audit log.
+* ``audit(seq, ..., prev_hash, hash)``: the hash-chained audit log;
+* ``once_tokens(scope, token, expires)``: ``claim_once``'s tokens (schema 2).
 
 The file is marked with ``PRAGMA application_id`` (ZTOS) and its schema version
 with ``PRAGMA user_version``; ``MIGRATIONS`` upgrades it one script at a time.
@@ -87,6 +88,16 @@ MIGRATIONS: list[str] = [
         prev_hash TEXT NOT NULL,
         hash      TEXT NOT NULL
     );
+    """,
+    # 2: one-time tokens (``claim_once``), e.g. the replay cache of signed DNS updates.
+    """
+    CREATE TABLE once_tokens (
+        scope   TEXT NOT NULL,
+        token   TEXT NOT NULL,
+        expires REAL NOT NULL,
+        PRIMARY KEY (scope, token)
+    ) WITHOUT ROWID;
+    CREATE INDEX once_tokens_expiry ON once_tokens (scope, expires);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -321,6 +332,12 @@ class SqliteTransaction:
         row = {**event.model_dump(), "at": event.at.isoformat()}
         self._db.execute(f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({_AUDIT_VALUES})", row)  # noqa: S608
         return event
+
+    def claim_once(self, scope: str, token: str, now: float, ttl: float) -> bool:
+        self._db.execute("DELETE FROM once_tokens WHERE scope = ? AND expires <= ?", (scope, now))
+        sql = "INSERT INTO once_tokens (scope, token, expires) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+        with closing(self._db.execute(sql, (scope, token, now + ttl))) as cursor:
+            return cursor.rowcount == 1
 
     def _exists(self, kind: str, key: str) -> bool:
         sql = "SELECT 1 FROM objects WHERE kind = ? AND key = ?"

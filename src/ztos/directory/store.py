@@ -16,6 +16,10 @@ Semantics every back end must honour (the contract tests in
   order; a watcher long-polls by remembering the last ``rev`` it saw.
 * Audit events are appended inside transactions and hash-chained
   (``ztos.audit``); they are not part of the change feed.
+* ``claim_once`` remembers short-lived one-time tokens (e.g. the MACs of
+  signed DNS updates, so a replay is refused by every controller over the same
+  directory, also after a restart). Claiming is one atomic insert on a unique
+  (scope, token) key; tokens get no revision and are not in the change feed.
 """
 
 from __future__ import annotations
@@ -62,6 +66,16 @@ class Transaction(Protocol):
 
     def audit(self, draft: AuditDraft) -> AuditEvent:
         """Append a hash-chained audit event, committed with the transaction."""
+        ...
+
+    def claim_once(self, scope: str, token: str, now: float, ttl: float) -> bool:
+        """Remember ``token`` in ``scope`` until ``now + ttl`` (seconds since the epoch).
+
+        True the first time; False while the token is still remembered (a
+        replay). The test and the insert are one step, so of two writers
+        claiming the same token exactly one wins. Tokens of ``scope`` that
+        expired by ``now`` are forgotten first, which keeps the table bounded.
+        """
         ...
 
 

@@ -2,9 +2,10 @@
 
 ``DnsEngine.handle(wire, client, tcp)`` takes one request as bytes and returns
 the response messages as bytes (none: drop; several: a zone transfer). It owns
-the zone, the keyring, the policy and the replay cache; the clock and the
-persistence hook are injected. ``server.py`` is only the socket loop around it
-(the dnspython ``_Resolution`` pattern), and tests drive it with plain bytes.
+the zone, the keyring, the policy and the replay cache; the clock, the
+persistence hook and (optionally) where replays are remembered are injected.
+``server.py`` is only the socket loop around it (the dnspython
+``_Resolution`` pattern), and tests drive it with plain bytes.
 
 Security rules, in the order they apply:
 
@@ -16,7 +17,8 @@ Security rules, in the order they apply:
   request's if smaller) -> NOTAUTH/BADTIME, signed. Old captured updates
   therefore fail;
 * UPDATE must be signed (unsigned -> REFUSED), must not repeat a (key, MAC)
-  pair seen within the fudge window (replay cache -> REFUSED), and every
+  pair seen within twice the fudge (replay cache, in the directory when the
+  controller runs the server -> REFUSED), and every
   changed name must be allowed to the key by the policy (-> REFUSED);
 * AXFR only over TCP and only for a key or client address in ``TransferAcl``.
 
@@ -33,6 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import dns.exception
 import dns.flags
@@ -128,6 +131,19 @@ class AnswerCache:
         self._entries.clear()
 
 
+class ReplayGuard(Protocol):
+    """Where the engine remembers the (key, MAC) pairs of signed updates it has seen.
+
+    ``ReplayCache`` keeps them in memory (one process, forgotten on restart);
+    the controller passes one backed by the directory, so a restarted server,
+    or another replica over the same directory, still refuses a replay.
+    """
+
+    def check_and_add(self, key: Name, mac: bytes, now: float) -> bool:
+        """True when this pair was already seen (a replay); records it otherwise, atomically."""
+        ...
+
+
 class ReplayCache:
     """(key, MAC) pairs of accepted-signature updates, kept while a replay could still pass the time check.
 
@@ -168,6 +184,7 @@ class DnsEngine:
         *,
         clock: Clock = time.time,
         persist: Persist | None = None,
+        replays: ReplayGuard | None = None,
     ) -> None:
         self._zone = zone
         self.keys = dict(keys)
@@ -175,7 +192,7 @@ class DnsEngine:
         self.settings = settings or EngineSettings()
         self.clock = clock
         self.persist = persist
-        self.replays = ReplayCache(2 * self.settings.fudge)
+        self.replays = replays or ReplayCache(replay_window(self.settings))
         self.answers = AnswerCache(self.settings.answer_cache)
 
     @property
@@ -350,6 +367,11 @@ class DnsEngine:
         if request.edns < 0:
             return UDP_DEFAULT
         return max(UDP_DEFAULT, min(request.payload, self.settings.max_udp_payload))
+
+
+def replay_window(settings: EngineSettings) -> float:
+    """How long a seen (key, MAC) pair must be remembered: twice the fudge (see ``ReplayCache``)."""
+    return 2.0 * settings.fudge
 
 
 def parse(wire: bytes) -> dns.message.Message | None:

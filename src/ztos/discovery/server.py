@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
 from ztos.discovery import keys as keys_mod
-from ztos.discovery.engine import Clock, DnsEngine, EngineSettings
+from ztos.discovery.engine import Clock, DnsEngine, EngineSettings, ReplayGuard
 from ztos.discovery.policy import Grant, Policy
 from ztos.discovery.store import ZoneStore, load_zone, save_zone
 from ztos.discovery.zone import Zone
@@ -82,7 +82,8 @@ class DnsServer:
 
     ``keys`` maps key names to base64 secrets (or is a dnspython keyring);
     ``store`` (optional) is loaded at construction (a stored zone wins over
-    ``zone``) and saved on every change.
+    ``zone``) and saved on every change; ``replays`` (optional) remembers seen
+    updates where a restart still finds them (default: in memory).
     """
 
     def __init__(
@@ -94,12 +95,13 @@ class DnsServer:
         store: ZoneStore | None = None,
         settings: EngineSettings | None = None,
         clock: Clock = time.time,
+        replays: ReplayGuard | None = None,
     ) -> None:
         self.store = store
         initial = load_zone(store, zone) if store is not None else zone
         persist = (lambda z: save_zone(store, z)) if store is not None else None
         self.engine = DnsEngine(
-            initial, keys_mod.keyring(keys), policy, settings, clock=clock, persist=persist
+            initial, keys_mod.keyring(keys), policy, settings, clock=clock, persist=persist, replays=replays
         )
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None

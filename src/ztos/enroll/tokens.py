@@ -49,6 +49,11 @@ def check_token(token: Token | None, parts: ParsedToken, node_name: str, now: da
     """Return the token if it may enrol ``node_name`` now, else raise ``TokenRefused``."""
     if token is None or not hmac.compare_digest(token.secret_sha256, hash_secret(parts.secret)):
         raise TokenRefused(f"bootstrap token {parts.id} is not recognised", code="token_unknown")
+    if token.revoked_at is not None:
+        raise TokenRefused(
+            f"bootstrap token {parts.id} was revoked at {token.revoked_at.isoformat()}: ask for a new one",
+            code="token_revoked",
+        )
     if token.used_at is not None:
         raise TokenRefused(
             f"bootstrap token {parts.id} was already used at {token.used_at.isoformat()}; "
