@@ -63,7 +63,8 @@ def test_revoked_token_cannot_enrol_and_list_shows_no_secret(
     assert set(tokens[0]) == {"id", "node_name", "role", "created_by", "expires_at", "used", "revoked"}
 
     controller.ztos("token", "revoke", created["id"])
-    result = controller.ztos("enroll", "--profile", str(profile), "--state-dir", str(tmp_path / "h1"), check=False)
+    state = str(tmp_path / "h1")
+    result = controller.ztos("enroll", "--profile", str(profile), "--state-dir", state, check=False)
     assert result.returncode != 0 and "revoked" in result.stderr, result.stderr
     assert json.loads(controller.ztos("token", "list", "--json").stdout)[0]["revoked"] is True
     assert json.loads(controller.ztos("node", "list", "--json").stdout) == []

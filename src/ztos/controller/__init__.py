@@ -476,69 +476,6 @@ class Controller:
         self._audit(actor, action, target, "refused", detail)
 
 
-def check_attribute_size(attributes: dict[str, str], before: dict[str, str]) -> None:
-    """A node's record ships to every host on every change: bound what it can grow to.
-    A change that does not grow an over-full record (a removal) is always allowed."""
-    posture = sum(key.startswith(HOST_PREFIX) for key in attributes)
-    grew = posture > sum(key.startswith(HOST_PREFIX) for key in before) or len(attributes) > len(before)
-    if grew and (posture > MAX_POSTURE_KEYS or len(attributes) > MAX_ATTRIBUTES):
-        raise InvalidInput(
-            f"a node holds at most {MAX_POSTURE_KEYS} posture.* and {MAX_ATTRIBUTES} attributes in all; "
-            f"this change would leave {posture} and {len(attributes)}: remove some (a null value removes)",
-            code="too_many_attributes",
-        )
-    for key, value in attributes.items():
-        if value != before.get(key) and len(value.encode()) > MAX_VALUE_BYTES:
-            raise InvalidInput(
-                f"attribute {key!r} is {len(value.encode())} bytes; at most {MAX_VALUE_BYTES}",
-                code="too_many_attributes",
-            )
-
-
-def observed_endpoint(source: str | None, port: int) -> str | None:
-    """``source:port`` when ``source`` is an address peers could use (not loopback,
-    link-local or unspecified), else None."""
-    try:
-        address = ipaddress.ip_address(source or "")
-    except ValueError:
-        return None
-    if address.is_loopback or address.is_link_local or address.is_unspecified or address.is_multicast:
-        return None
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
-def _token_info(token: Token) -> TokenInfo:
-    return TokenInfo(
-        id=token.id,
-        node_name=token.node_name,
-        role=token.role,
-        created_by=token.created_by,
-        expires_at=token.expires_at,
-        used=token.used_at is not None,
-        revoked=token.revoked_at is not None,
-    )
-
-
-def _user_info(user: User, records: list[CertificateRecord]) -> UserInfo:
-    mine = [
-        CertificateStatus(
-            serial=r.serial,
-            subject=r.subject,
-            role=r.role,
-            not_after=r.not_after,
-            revoked=r.revoked_at is not None,
-        )
-        for r in records
-        if r.subject == user.name and r.role is not Role.NODE
-    ]
-    return UserInfo(
-        name=user.name,
-        roles=user.roles,
-        revoked=bool(mine) and all(c.revoked for c in mine),
-        certificates=sorted(mine, key=lambda c: c.not_after),
-    )
-
-
 def _token_info(token: Token) -> TokenInfo:
     return TokenInfo(
         id=token.id,
