@@ -3,6 +3,7 @@ the real CLI, real mTLS clients, and every kind of bad input refused."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import threading
@@ -136,6 +137,19 @@ def test_enrolment_bad_inputs_change_nothing(controller: RunningController) -> N
     retry = enroll_body(controller, "host5")
     retry["token"] = body["token"]
     assert post_enroll(controller, retry).status_code == 200
+
+
+def test_low_order_wireguard_keys_are_refused_at_enrolment(controller: RunningController) -> None:
+    before = len(admin_client(controller).request("GET", "/api/v1/nodes"))
+    body = enroll_body(controller, "host8")
+    order_8 = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+    for point in (bytes(32), order_8):
+        refused = post_enroll(controller, {**body, "wg_public_key": base64.b64encode(point).decode()})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "invalid_input"
+        assert "wg_public_key" in refused.json()["detail"] and "low-order" in refused.json()["detail"]
+    assert len(admin_client(controller).request("GET", "/api/v1/nodes")) == before
+    assert post_enroll(controller, body).status_code == 200  # the token was not spent
 
 
 def test_foreign_ca_certificate_is_refused_at_tls(controller: RunningController, tmp_path: Path) -> None:

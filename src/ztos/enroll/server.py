@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ztos import addressing, pki
+from ztos import addressing, keys, pki
 from ztos.audit import AuditDraft
 from ztos.directory import Transaction
 from ztos.enroll import tokens
@@ -189,21 +189,31 @@ def csr_public_key(
     return key
 
 
-def _new_node(tx: Transaction, network: Network, token: Token, request: EnrollRequest) -> Node:
+def _offered_wg_key(request: EnrollRequest) -> str:
+    """The host's WireGuard key, refused if it is missing or a low-order point: a
+    peer with such a key shares the all-zero secret with everyone (no one holds it)."""
     if request.wg_public_key is None:
         raise InvalidInput("wg_public_key: a node enrolment must carry the host's WireGuard public key")
+    try:
+        return keys.check_wg_public_key(request.wg_public_key)
+    except ValueError as exc:
+        raise InvalidInput(f"wg_public_key: {exc}") from exc
+
+
+def _new_node(tx: Transaction, network: Network, token: Token, request: EnrollRequest) -> Node:
+    wg_key = _offered_wg_key(request)
     nodes = tx.list(Node)
     existing = next((n for n in nodes if n.name == token.node_name), None)
     if existing is not None and existing.status is NodeStatus.ACTIVE:
         raise Conflict(f"node {token.node_name!r} is already enrolled; revoke or delete it first")
-    if any(n.wg_public_key == request.wg_public_key for n in nodes if n.name != token.node_name):
+    if any(n.wg_public_key == wg_key for n in nodes if n.name != token.node_name):
         raise Conflict("this WireGuard public key already belongs to another node")
     taken = [n.overlay_ipv4 for n in nodes if n.name != token.node_name]
     return Node(
         name=token.node_name,
         role=token.role,
-        wg_public_key=request.wg_public_key,
-        overlay_ipv6=addressing.overlay_ipv6(network.ula_prefix, request.wg_public_key),
+        wg_public_key=wg_key,
+        overlay_ipv6=addressing.overlay_ipv6(network.ula_prefix, wg_key),
         overlay_ipv4=addressing.allocate_ipv4(network.ipv4_prefix, taken),
         endpoints=request.endpoints,
         listen_port=request.listen_port,
