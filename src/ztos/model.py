@@ -138,7 +138,8 @@ class Node(Record):
     wg_public_key: WgKey
     overlay_ipv6: ipaddress.IPv6Address
     overlay_ipv4: ipaddress.IPv4Address
-    endpoints: list[Endpoint] = Field(default_factory=list)
+    endpoints: list[Endpoint] = Field(default_factory=list)  # self-claimed by the host
+    observed_endpoint: Endpoint | None = None  # where the controller saw its last report from
     listen_port: int = Field(default=51820, ge=1, le=65535)
     underlay_mtu: int = Field(default=1500, ge=1280, le=65535)
     tenants: list[Name] = Field(default_factory=list)

@@ -5,8 +5,12 @@ computes it per request and unit tests cover it as tables. The agent turns it
 into a data-plane spec (``ztos.agent.desired``).
 
 Peers are every *other active* node; a revoked node is simply absent, so the
-next reconcile on every host removes it. A peer's endpoint is its first
-reported IPv6 underlay endpoint, else its first IPv4 one.
+next reconcile on every host removes it. A peer's endpoint is the one the
+controller observed (the source address of its last report, with its listen
+port), else its first self-claimed IPv6 underlay endpoint, else its first IPv4
+one. A self-claimed endpoint whose address another host was observed at, or
+that a host enrolled earlier claims too, is never handed out: a host cannot
+point its peers at another host's address.
 """
 
 from __future__ import annotations
@@ -95,11 +99,32 @@ def choose_endpoint(endpoints: list[str]) -> str | None:
     return candidates[0] if candidates else None
 
 
-def peer_of(node: Node) -> MapPeer:
+def endpoint_host(endpoint: str) -> str:
+    """The address part of ``ADDRESS:PORT`` / ``[IPv6]:PORT``, normalised for comparison."""
+    return str(ipaddress.ip_address(endpoint.rpartition(":")[0].strip("[]")))
+
+
+def trusted_endpoints(node: Node, nodes: list[Node]) -> list[str]:
+    """``node``'s observed endpoint, then its claims that no other host owns: a claim is
+    dropped when another host was observed at that address or claimed it first."""
+    owned: set[str] = set()
+    for other in nodes:
+        if other.name == node.name:
+            continue
+        if other.observed_endpoint is not None:
+            owned.add(endpoint_host(other.observed_endpoint))
+        if (other.enrolled_at, other.name) < (node.enrolled_at, node.name):
+            owned.update(endpoint_host(e) for e in other.endpoints)
+    observed = [node.observed_endpoint] if node.observed_endpoint is not None else []
+    return observed + [e for e in node.endpoints if endpoint_host(e) not in owned]
+
+
+def peer_of(node: Node, nodes: list[Node] | None = None) -> MapPeer:
+    trusted = trusted_endpoints(node, nodes or [node])
     return MapPeer(
         name=node.name,
         public_key=node.wg_public_key,
-        endpoint=choose_endpoint(node.endpoints),
+        endpoint=trusted[0] if node.observed_endpoint is not None else choose_endpoint(trusted),
         allowed_ips=(f"{node.overlay_ipv6}/128", f"{node.overlay_ipv4}/32"),
         overlay_ipv6=node.overlay_ipv6,
         overlay_ipv4=node.overlay_ipv4,
@@ -122,7 +147,8 @@ def build(
     if me.status is not NodeStatus.ACTIVE:
         raise Forbidden(f"node {name!r} is {me.status.value}; it has no place in the mesh")
     active = {n.name: n for n in nodes if n.status is NodeStatus.ACTIVE}
-    peers = sorted((peer_of(n) for n in active.values() if n.name != name), key=lambda peer: peer.name)
+    others = list(active.values())
+    peers = sorted((peer_of(n, others) for n in others if n.name != name), key=lambda peer: peer.name)
     evpn = network.bgp is not None and network.bgp.evpn
     served = [t for t in tenants or [] if name in t.nodes]
     return NodeMap(

@@ -40,7 +40,7 @@ rules:
     to: {{services: [db]}}
     ports: [tcp/5432]
     when:
-      - {{attr: device.posture.healthy, op: eq, value: "true"}}
+      - {{attr: device.admin.healthy, op: eq, value: "true"}}
       - {{attr: device.posture.compliant, op: eq, value: "true"}}
 """
 SERVER = (
@@ -69,7 +69,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabTopology]:
         admin(topology, "tenant", "create", "corp", "--ipv4", "10.30.0.0/24")
         for host in topology.hosts:
             admin(topology, "tenant", "attach", "corp", "--node", host.name)
-            admin(topology, "node", "set-attr", host.name, "posture.healthy=true")
+            admin(topology, "node", "set-attr", host.name, "admin.healthy=true")
         for name, (node, owner) in WORKLOADS.items():
             extra = ["--owner", owner] if owner else []
             admin(topology, "workload", "add", "corp", "--node", node, "--name", name, *extra)
@@ -215,8 +215,8 @@ def test_changes_cut_existing_flows_within_two_seconds(lab: LabTopology, tmp_pat
     for change, restore in (
         (lambda: apply(lab, tmp_path, "carol"), lambda: apply(lab, tmp_path, "alice")),
         (
-            lambda: admin(lab, "node", "set-attr", "h1", "posture.healthy=false"),
-            lambda: admin(lab, "node", "set-attr", "h1", "posture.healthy=true"),
+            lambda: admin(lab, "node", "set-attr", "h1", "admin.healthy=false"),
+            lambda: admin(lab, "node", "set-attr", "h1", "admin.healthy=true"),
         ),
     ):
         wait_for(lambda: connects(lab, "fin1", pg1, "tcp", 5432), 15, "fin1 admitted")

@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 
 from ztos.policy import (
+    BASE_TABLE,
     HostPorts,
     Snapshot,
     TenantPorts,
     UserInfo,
+    compile_base,
     compile_host,
     compile_tenant,
     diff_sets,
@@ -232,3 +234,23 @@ def test_a_prefix_identity_turns_address_sets_into_collapsed_interval_sets() -> 
     flagged = {s["name"]: s.get("flags") for s in objects(ruleset, "set")}
     assert flagged["ztos_r3_dst4"] == ["interval"] and flagged["ztos_ports"] is None
     assert diff_sets(tenant(), ruleset) is None, "hash -> interval sets is a structure change (a swap)"
+
+
+def test_base_table_drops_vxlan_bgp_and_overlay_traffic_not_from_wireguard() -> None:
+    base = compile_base(
+        HostPorts(wg_ifname="zt0"), ["fd00::1", "100.64.0.1"], bgp_peers=["192.0.2.9"], vxlan_ports=[4790]
+    )
+    rules = {o["rule"]["comment"]: o["rule"]["expr"] for o in base["nftables"] if "rule" in o}
+    chain = next(o["chain"] for o in base["nftables"] if "chain" in o and o["chain"].get("hook"))
+    assert (chain["table"], chain["hook"], chain["prio"]) == (BASE_TABLE, "input", -10)
+    not_wg = {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "zt0"}}
+    vxlan = rules["vxlan only over wireguard"]
+    assert not_wg in vxlan and {"drop": None} in vxlan
+    assert {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}},
+                      "right": {"set": [4789, 4790]}}} in vxlan  # fmt: skip
+    overlay = json.dumps(rules["overlay only over wireguard"])
+    assert "fd00::1" in overlay and '"lo"' in overlay and "drop" in overlay
+    assert "192.0.2.9" in json.dumps(rules["configured bgp peers"])
+    assert "drop" in json.dumps(rules["bgp only over wireguard"])
+    accepts = [c for c, expr in rules.items() if {"accept": None} in expr]
+    assert accepts == ["configured bgp peers"], "the base table only drops (and lets configured peers be)"

@@ -21,8 +21,16 @@ from ztos.dataplane import nftables
 from ztos.dataplane.tenant_state import TenantsSpec
 from ztos.model import utcnow
 from ztos.netmap import NodeMap
-from ztos.policy import HostPorts, Policy, Snapshot, TenantPorts, compile_host, compile_tenant
-from ztos.policy.compile import TENANT_TABLE_PREFIX, tenant_table
+from ztos.policy import (
+    HostPorts,
+    Policy,
+    Snapshot,
+    TenantPorts,
+    compile_base,
+    compile_host,
+    compile_tenant,
+)
+from ztos.policy.compile import BASE_TABLE, TENANT_TABLE_PREFIX, structure_digest, tenant_table
 from ztos.policy.loader import load_policy
 
 log = logging.getLogger("ztos.agent.enforce")
@@ -40,6 +48,34 @@ class Enforcer:
         if rev not in self.parsed:
             self.parsed = {rev: load_policy(str(bundle["text"]), f"policy revision {rev}")}
         return self.parsed[rev]
+
+    def base(self, node_map: NodeMap, tenants: TenantsSpec) -> dict[str, Any]:
+        """The ``inet ztos-underlay`` table: VXLAN, BGP and overlay only over WireGuard."""
+        neighbors = node_map.bgp.neighbors if node_map.bgp else ()
+        external = [n.address for n in neighbors if n.remote_as is not None]
+        return compile_base(
+            HostPorts(wg_ifname=self.ifname, listen_port=self.listen_port),
+            [str(node_map.overlay_ipv6), str(node_map.overlay_ipv4)],
+            bgp_peers=external,
+            vxlan_ports=[t.dstport for t in tenants.tenants],
+        )
+
+    def apply_base(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
+        """Install the base table before any tenant exists, whether or not a policy does."""
+        results = nftables.apply(self.base(node_map, tenants))
+        return [
+            f"~ nft {r.family} {r.table}: {r.action} (underlay isolation)"
+            for r in results
+            if r.action != "unchanged"
+        ]
+
+    def plan_base(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
+        """What ``apply_base`` would change: a line when the installed structure differs."""
+        wanted = self.base(node_map, tenants)
+        installed = nftables.installed_digest("inet", BASE_TABLE)
+        if installed == structure_digest(wanted):
+            return []
+        return [f"~ nft inet {BASE_TABLE} (underlay isolation)"]
 
     def apply(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
         if node_map.policy is None:

@@ -7,8 +7,9 @@ agent's ``posture.d``) adds ``custom.<file name>`` = its first line, so an
 MDM or a script can feed ZTOS without code. The controller stores them as
 ``posture.*`` node attributes when they change, and marks a host whose
 reports stop as ``posture.compliant=false``/``posture.stale=true``.
-``posture.healthy`` is never reported by the agent: it is the admin's (or an
-MDM's) verdict, set with ``ztos node set-attr``.
+``healthy`` is never reported by the agent: an admin's (or an MDM's) verdict
+is ``admin.healthy``, set with ``ztos node set-attr``, which no host report can
+write (docs/policy.md, "Who may write which attribute").
 """
 
 from __future__ import annotations

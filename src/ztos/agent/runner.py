@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ztos import dataplane, pki
+from ztos import dataplane, pki, renewal
 from ztos.agent import posture
 from ztos.agent.desired import (
     HostAddress,
@@ -196,6 +196,7 @@ class Agent:
         mesh = self.desired(node_map)
         tenants = tenants_spec(node_map, mesh.mtu, self.config.netns_prefix)
         applied = [str(op) for op in dataplane.reconcile(mesh)]
+        applied += self.enforcer.apply_base(node_map, tenants)
         applied += [str(op) for op in dataplane.reconcile_tenants(tenants)]
         applied += self.enforcer.apply(node_map, tenants)
         applied += self.apply_routing(node_map)
@@ -209,6 +210,7 @@ class Agent:
         tenants = tenants_spec(node_map, mesh.mtu, self.config.netns_prefix)
         operations = [str(op) for op in dataplane.reconcile(mesh, executor=dataplane.RecordingExecutor())]
         recorder = dataplane.TenantRecordingExecutor()
+        operations += self.enforcer.plan_base(node_map, tenants)
         return operations + [str(op) for op in dataplane.reconcile_tenants(tenants, executor=recorder)]
 
     def apply_routing(self, node_map: NodeMap) -> list[str]:
@@ -233,15 +235,8 @@ class Agent:
         return interface_spec(node_map, self.config.ifname, str(self.config.identity.wg_key), wg_mtu)
 
     def renew_if_due(self, client: ApiClient) -> None:
-        identity = self.config.identity
-        if not pki.needs_renewal(identity.certificate()):
-            return
-        csr = pki.make_csr(identity.ensure_tls_key(), pki.identity_of(identity.certificate()).name)
-        body = client.request(
-            "POST", "/api/v1/certificates/renew", json={"csr_pem": csr.public_bytes(Encoding.PEM).decode()}
-        )
-        identity.store_certificate(body["certificate_pem"])
-        log.info("certificate renewed")
+        if renewal.renew_if_due(client, self.config.identity):
+            log.info("certificate renewed")
 
     def report_posture(self, client: ApiClient) -> None:
         """Every pass: the controller writes only what changed, and notices when reports stop."""

@@ -128,7 +128,9 @@ def node_set_attr(
     attribute: Annotated[list[str], typer.Argument(help="KEY=VALUE to set, KEY= to remove.")],
     json_out: JsonFlag = False,
 ) -> None:
-    """Set node attributes (posture, location, risk score) used by policy conditions."""
+    """Set node attributes (admin.* verdicts, location, risk score) used by policy conditions.
+
+    posture.* is what the host reports about itself: set admin.X for your verdict."""
     changes = {key: (value or None) for key, value in parse_attributes(attribute).items()}
     body = (
         state(ctx).client().request("PUT", f"/api/v1/nodes/{name}/attributes", json={"attributes": changes})

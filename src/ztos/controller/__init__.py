@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +49,12 @@ from ztos.model import (
 )
 
 Clock = Callable[[], datetime]
+HOST_PREFIX = "posture."  # what a host reports about itself
+ADMIN_PREFIX = "admin."  # what an admin decided about a host; never written by a host
+CONTROLLER_KEYS = frozenset({"posture.stale"})  # the posture watchdog's, set and cleared by the controller
+MAX_POSTURE_KEYS = 64
+MAX_ATTRIBUTES = 128
+MAX_VALUE_BYTES = 1024
 T = TypeVar("T")
 log = logging.getLogger("ztos.controller")
 
@@ -148,6 +155,7 @@ class Controller:
     status_board: StatusBoard = field(default_factory=StatusBoard)
     dns: DnsHooks | None = None
     posture_seen: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of last report
+    monotonic: Callable[[], float] = time.monotonic
     refusals: RefusalLimiter = field(default_factory=RefusalLimiter)
 
     @classmethod
@@ -314,9 +322,21 @@ class Controller:
             raise NotFound(f"no node named {name!r}")
         return node
 
-    def set_node_attributes(
-        self, actor: str, name: str, changes: dict[str, str | None], quiet: bool = False
-    ) -> Node:
+    def set_node_attributes(self, actor: str, name: str, changes: dict[str, str | None]) -> Node:
+        """An admin's attribute changes. ``posture.*`` is what the host reports about itself
+        and is refused here: an admin's verdict is an ``admin.*`` key, which no host report
+        can write, so the host it judges can never overrule it."""
+        for key in changes:
+            if key.startswith(HOST_PREFIX):
+                verdict = ADMIN_PREFIX + key.removeprefix(HOST_PREFIX)
+                raise InvalidInput(
+                    f"attribute {key!r} is reported by the host itself; an admin's verdict is "
+                    f"{verdict!r} (and a policy reads it as device.{verdict})",
+                    code="host_reported_attribute",
+                )
+        return self._write_attributes(actor, name, changes, "node.attributes")
+
+    def _write_attributes(self, actor: str, name: str, changes: dict[str, str | None], action: str) -> Node:
         """Merge attribute changes (``None`` removes); written only when something differs,
         because every write re-evaluates policy on every host."""
         with self.store.transaction() as tx:
@@ -328,34 +348,48 @@ class Controller:
                 attributes.pop(key, None)
             if attributes == node.attributes:
                 return node
+            check_attribute_size(attributes, node.attributes)
             try:
                 node = Node.model_validate({**node.model_dump(), "attributes": attributes})
             except ValidationError as exc:
                 raise InvalidInput(format_validation_error("attributes", exc)) from exc
             tx.put(node)
             shown = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-            tx.audit(
-                AuditDraft(
-                    actor, "node.posture" if quiet else "node.attributes", f"node:{name}", detail=shown
-                )
-            )
+            tx.audit(AuditDraft(actor, action, f"node:{name}", detail=shown))
         return node
 
     def report_posture(self, name: str, report: dict[str, str | None]) -> Node:
-        self.posture_seen[name] = time.monotonic()
-        changes = {f"posture.{k.removeprefix('posture.')}": v for k, v in report.items()}
-        changes.setdefault("posture.stale", None)
-        return self.set_node_attributes(f"node:{name}", name, changes, quiet=True)
+        """A host's own facts, stored as ``posture.*``. A key naming an admin decision
+        (``admin.*``) or the watchdog's ``posture.stale`` is refused (403, the key named):
+        a report only ever writes the host's own namespace. A report is the freshness
+        signal, so it clears ``posture.stale``."""
+        changes: dict[str, str | None] = {}
+        for key, value in report.items():
+            stored = HOST_PREFIX + key.removeprefix(HOST_PREFIX)
+            if key.startswith(ADMIN_PREFIX) or stored in CONTROLLER_KEYS:
+                raise Forbidden(
+                    f"a host reports only its own posture; {key!r} is not the host's to set",
+                    code="attribute_not_host_owned",
+                )
+            changes[stored] = value
+        changes["posture.stale"] = None
+        node = self._write_attributes(f"node:{name}", name, changes, "node.posture")
+        self.posture_seen[name] = self.monotonic()
+        return node
 
     def expire_posture(self, timeout: float) -> list[str]:
-        """Hosts whose posture reports stopped are marked non-compliant (once)."""
-        now = time.monotonic()
+        """Hosts whose posture reports stopped are marked non-compliant (once). The host
+        clears this only by reporting again, which is what freshness means."""
+        now = self.monotonic()
         stale = [name for name, seen in self.posture_seen.items() if now - seen > timeout]
         for name in stale:
             del self.posture_seen[name]
             with contextlib.suppress(NotFound):
-                self.set_node_attributes(
-                    "controller", name, {"posture.compliant": "false", "posture.stale": "true"}
+                self._write_attributes(
+                    "controller",
+                    name,
+                    {"posture.compliant": "false", "posture.stale": "true"},
+                    "node.attributes",
                 )
         return stale
 
@@ -401,14 +435,18 @@ class Controller:
     def network_status(self) -> NetworkStatus:
         return self.status_board.network_status(self.network().bgp, self.store.list(Tenant))
 
-    def report(self, identity: pki.Identity, report: NodeReport) -> Node:
-        """Record what a node says about its underlay; writes only when it changed,
+    def report(self, identity: pki.Identity, report: NodeReport, source: str | None = None) -> Node:
+        """Record what a node says about its underlay, and where the controller saw the
+        report come from (``source``, the TLS peer address): the endpoints are the host's
+        claim, the observed one is the controller's. Writes only when it changed,
         because every write wakes every watcher."""
         with self.store.transaction() as tx:
             node = tx.get(Node, identity.name)
             if node is None:
                 raise NotFound(f"node {identity.name!r} is not in the directory")
             changes = report.model_dump(exclude_none=True)
+            port = changes.get("listen_port", node.listen_port)
+            changes["observed_endpoint"] = observed_endpoint(source, port)
             if any(getattr(node, field) != value for field, value in changes.items()):
                 node = node.model_copy(update=changes)
                 Node.model_validate(node.model_dump())
@@ -474,6 +512,37 @@ class Controller:
         if suppressed:
             detail += f" (and {suppressed} more refusals suppressed since the last record)"
         self._audit(actor, action, target, "refused", detail)
+
+
+def check_attribute_size(attributes: dict[str, str], before: dict[str, str]) -> None:
+    """A node's record ships to every host on every change: bound what it can grow to.
+    A change that does not grow an over-full record (a removal) is always allowed."""
+    posture = sum(key.startswith(HOST_PREFIX) for key in attributes)
+    grew = posture > sum(key.startswith(HOST_PREFIX) for key in before) or len(attributes) > len(before)
+    if grew and (posture > MAX_POSTURE_KEYS or len(attributes) > MAX_ATTRIBUTES):
+        raise InvalidInput(
+            f"a node holds at most {MAX_POSTURE_KEYS} posture.* and {MAX_ATTRIBUTES} attributes in all; "
+            f"this change would leave {posture} and {len(attributes)}: remove some (a null value removes)",
+            code="too_many_attributes",
+        )
+    for key, value in attributes.items():
+        if value != before.get(key) and len(value.encode()) > MAX_VALUE_BYTES:
+            raise InvalidInput(
+                f"attribute {key!r} is {len(value.encode())} bytes; at most {MAX_VALUE_BYTES}",
+                code="too_many_attributes",
+            )
+
+
+def observed_endpoint(source: str | None, port: int) -> str | None:
+    """``source:port`` when ``source`` is an address peers could use (not loopback,
+    link-local or unspecified), else None."""
+    try:
+        address = ipaddress.ip_address(source or "")
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_link_local or address.is_unspecified or address.is_multicast:
+        return None
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
 def _token_info(token: Token) -> TokenInfo:

@@ -19,9 +19,11 @@ builds, and the controller and agent feed it snapshots. The only imports are
 
 from ztos.policy.changes import diff_policies
 from ztos.policy.compile import (
+    BASE_TABLE,
     HOST_TABLE,
     HostPorts,
     TenantPorts,
+    compile_base,
     compile_host,
     compile_tenant,
     diff_sets,
@@ -47,6 +49,7 @@ from ztos.policy.resolve import Resolver, next_change
 from ztos.policy.snapshot import NodeInfo, Snapshot, UserInfo, WorkloadInfo
 
 __all__ = [
+    "BASE_TABLE",
     "HOST_TABLE",
     "Decision",
     "DropEvent",
@@ -64,6 +67,7 @@ __all__ = [
     "TenantPorts",
     "UserInfo",
     "WorkloadInfo",
+    "compile_base",
     "compile_host",
     "compile_tenant",
     "decide",

@@ -9,6 +9,10 @@ Two kinds of enforcement point per host:
   WireGuard interface and other nodes), BGP between nodes, the controller
   API, ICMPv6 neighbour discovery, and established flows.
 
+``compile_base`` -> ``table inet ztos-underlay``: installed from agent start,
+  policy or not, and left alone by policy applies: VXLAN, BGP and the node's
+  overlay addresses are reachable only through the WireGuard interface.
+
 ``compile_tenant`` -> ``table bridge ztos-t-<tenant>``: a ``forward`` hook
   on the bridge family, scoped by a set of the tenant's bridge ports, so two
   workloads on the *same* host are filtered too (micro-segmentation). Workload
@@ -69,6 +73,8 @@ from ztos.policy.snapshot import Snapshot
 
 Json = dict[str, Any]
 HOST_TABLE = "ztos-host"
+BASE_TABLE = "ztos-underlay"
+BASE_PRIO = -10  # before ztos-host (0): its drops are final whatever ztos-host accepts
 TENANT_TABLE_PREFIX = "ztos-t-"
 META_CHAIN = "ztos_meta"
 DIGEST_MARK = "ztos structure sha256="
@@ -394,6 +400,47 @@ def _host_input(table: _Table, scoped: list[tuple[int, Clause]], ports: HostPort
     for version, proto in ((4, "ipv4"), (6, "ipv6")):
         table.rule(chain, [nj.match(nj.meta("nfproto"), proto), nj.jump(f"ztos_v{version}")])
     table.rule(chain, [nj.jump("ztos_drop")])
+
+
+# --- base table (always installed, policy or not) --------------------------------------------------
+
+
+def compile_base(
+    ports: HostPorts, overlay: Iterable[str], bgp_peers: Iterable[str] = (), vxlan_ports: Iterable[int] = ()
+) -> Json:
+    """``table inet ztos-underlay``: the isolation that must not wait for a policy.
+
+    Installed from agent start and never touched by policy applies. ZTOS's
+    inter-host protocols (VXLAN, BGP) and the host's own overlay addresses are
+    reachable only through the WireGuard interface: a VXLAN packet from the
+    underlay would otherwise reach tenant workloads in clear and poison the
+    learning FDB. It runs before ``ztos-host`` (lower priority) and only drops,
+    so a drop here is final whatever later tables accept. ``bgp_peers`` are
+    configured external BGP neighbours, which may sit on the underlay.
+    """
+    table = _Table("inet", BASE_TABLE, stateful=False, intervals=False)
+    chain = "input"
+    table.chains.append(nj.base_chain("inet", BASE_TABLE, chain, "input", BASE_PRIO))
+    iif = nj.meta("iifname")
+    not_wg = nj.match(iif, ports.wg_ifname, "!=")
+    not_local = nj.match(iif, nj.anon([ports.wg_ifname, "lo"]), "!=")
+    for version in (4, 6):
+        own = table.addresses(overlay, version)
+        if own:
+            to_own = nj.match(nj.payload(IP[version][0], "daddr"), nj.anon(own))
+            table.rule(chain, [not_local, to_own, nj.COUNTER, nj.DROP], "overlay only over wireguard")
+    vxlan = nj.match(nj.payload("udp", "dport"), nj.anon(sorted({ports.vxlan, *vxlan_ports})))
+    table.rule(chain, [vxlan, not_wg, nj.COUNTER, nj.DROP], "vxlan only over wireguard")
+    for version in (4, 6):
+        peers = table.addresses(bgp_peers, version)
+        if peers:
+            saddr = nj.payload(IP[version][0], "saddr")
+            bgp = nj.match(nj.payload("tcp", "dport"), ports.bgp)
+            table.rule(chain, [bgp, nj.match(saddr, nj.anon(peers)), nj.ACCEPT], "configured bgp peers")
+    for field in ("dport", "sport"):
+        bgp = nj.match(nj.payload("tcp", field), ports.bgp)
+        table.rule(chain, [bgp, not_local, nj.COUNTER, nj.DROP], "bgp only over wireguard")
+    return table.ruleset()
 
 
 # --- policy rules (both kinds) ---------------------------------------------------------------------

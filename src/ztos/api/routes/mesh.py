@@ -23,5 +23,7 @@ def node_map(request: Request, who: Annotated[Identity, Depends(requires(NODES))
 
 @router.put("/nodes/self/report", response_model=Node)
 def report(body: NodeReport, request: Request, who: Annotated[Identity, Depends(requires(NODES))]) -> Node:
-    """An agent reports its underlay endpoints, listen port and underlay MTU."""
-    return controller_of(request).report(who, body)
+    """An agent reports its underlay endpoints (its claim), listen port and underlay MTU;
+    the controller records the TLS peer address it saw as the observed endpoint."""
+    source = request.client.host if request.client is not None else None
+    return controller_of(request).report(who, body, source)

@@ -66,11 +66,13 @@ def test(body: ops.PolicyTestRequest, request: Request, _: Reader) -> ops.Policy
 
 @router.put("/nodes/{name}/attributes", response_model=Node)
 def set_attributes(name: str, body: Attributes, request: Request, who: Admin) -> Node:
-    """Set or remove a node's attributes (posture, location, risk score); takes effect at once."""
+    """Set or remove a node's attributes (``admin.*`` verdicts, location, risk score); takes
+    effect at once. ``posture.*`` is the host's own report and refused here (400)."""
     return controller_of(request).set_node_attributes(actor_of(who), name, body.attributes)
 
 
 @router.put("/nodes/self/posture", response_model=Node)
 def posture(body: Attributes, request: Request, who: Annotated[Identity, Depends(requires(NODES))]) -> Node:
-    """An agent's posture checks (stored as ``posture.*`` attributes when they change)."""
+    """An agent's posture checks, stored as ``posture.*`` when they change; a key naming an
+    ``admin.*`` decision or ``posture.stale`` is refused (403) and nothing is written."""
     return controller_of(request).report_posture(who.name, body.attributes)
