@@ -152,6 +152,34 @@ def test_low_order_wireguard_keys_are_refused_at_enrolment(controller: RunningCo
     assert post_enroll(controller, body).status_code == 200  # the token was not spent
 
 
+def test_integers_beyond_the_store_answer_400(controller: RunningController, tmp_path: Path) -> None:
+    profile = make_profile(controller, tmp_path, "host9")
+    assert enroll(controller, profile, tmp_path / "host9").returncode == 0
+    host = node_client(controller, tmp_path / "host9").session(controller.url)
+    admin = admin_client(controller).session(controller.url)
+    refused = [
+        (host, "/api/v1/watch", {"since": "9223372036854775808", "timeout": "0"}, "since"),
+        (admin, "/api/v1/watch", {"since": "1" + "0" * 40, "timeout": "0"}, "since"),
+        (admin, "/api/v1/monitoring/logs", {"after": "100000000000000000000"}, "after"),
+        (admin, "/api/v1/monitoring/stream", {"after": str(2**63), "duration": "0.5"}, "after"),
+    ]
+    for client, path, params, name in refused:
+        response = client.get(path, params=params)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["error"] == "invalid_input" and f"query.{name}" in response.json()["detail"]
+    # the largest value the store holds is a valid cursor: nothing after it
+    largest = str(2**63 - 1)
+    assert host.get("/api/v1/watch", params={"since": largest, "timeout": "0"}).json()["changes"] == []
+    assert admin.get("/api/v1/monitoring/logs", params={"after": largest}).json()["events"] == []
+    # a Last-Event-ID no seq can have resumes from now instead of breaking the stream
+    for last_id in (b"1" + b"0" * 20, b"\xb2"):  # latin-1 superscript two: isdigit() but not int()
+        params, headers = {"duration": "0.5"}, {"Last-Event-ID": last_id}
+        with admin.stream("GET", "/api/v1/monitoring/stream", params=params, headers=headers) as sse:
+            assert sse.status_code == 200
+            text = sse.read().decode()
+        assert "event: tick" in text and '"error": "duration"' in text, text[-500:]
+
+
 def test_foreign_ca_certificate_is_refused_at_tls(controller: RunningController, tmp_path: Path) -> None:
     rogue = pki.CertificateAuthority.create(tmp_path / "rogue", "rogue")
     identity = IdentityDir(tmp_path / "rogue-admin")

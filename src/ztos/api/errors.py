@@ -21,13 +21,17 @@ def error_response(status: int, code: str, detail: str) -> JSONResponse:
 
 
 def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
+    """400 for a malformed body or query string (a bad request line), 422 for a body
+    field that fails validation."""
     problems = []
+    in_query = True
     for error in exc.errors():
         if error.get("type") == "json_invalid":
             return 400, "malformed_json", f"request body is not valid JSON: {error.get('msg')}"
-        where = ".".join(str(part) for part in error.get("loc", ()))
-        problems.append(f"{where}: {error.get('msg')}")
-    return 422, "invalid_input", "; ".join(problems) or "invalid request"
+        loc = tuple(error.get("loc", ()))
+        in_query = in_query and loc[:1] == ("query",)
+        problems.append(f"{'.'.join(str(part) for part in loc)}: {error.get('msg')}")
+    return 400 if problems and in_query else 422, "invalid_input", "; ".join(problems) or "invalid request"
 
 
 def install(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
-"""Refuse oversized request bodies before anything parses them."""
+"""Refuse oversized request bodies before anything parses them, and bound integers
+by what the store can hold."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 64 * 1024
+# An SQLite INTEGER is 64-bit signed; a larger Python int raises OverflowError at the
+# driver, so every integer that reaches a query (revisions, audit seqs) is capped here.
+MAX_STORED_INT = 2**63 - 1
 
 
 class BodyTooLarge(Exception):

@@ -74,8 +74,8 @@ class PortSpec(Strict):
     """One protocol and port range; written and shown as ``tcp/5432``."""
 
     proto: Literal["tcp", "udp", "icmp", "any"]
-    low: int | None = None
-    high: int | None = None
+    low: int | None = Field(default=None, ge=1, le=65535)  # bounded when given as fields too
+    high: int | None = Field(default=None, ge=1, le=65535)
 
     @model_validator(mode="before")
     @classmethod

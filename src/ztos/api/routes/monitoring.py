@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ztos.api.auth import NODES, READERS, auth_state, controller_of, requires
+from ztos.api.limits import MAX_STORED_INT
 from ztos.audit import verify_chain
 from ztos.controller import Controller
 from ztos.controller.metrics import (
@@ -287,7 +288,9 @@ async def stream_events(request: Request, cursor: int, duration: float | None) -
 async def stream(
     request: Request,
     _: Annotated[Identity, Depends(STREAM_READER)],
-    after: Annotated[int | None, Query(ge=0, description="send audit events after this seq")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_STORED_INT, description="send audit events after this seq")
+    ] = None,
     duration: Annotated[float | None, Query(gt=0, le=86400, description="end after this many s")] = None,
     access_token: Annotated[
         str | None, Query(max_length=2048, description="bearer token, for EventSource (no headers)")
@@ -299,8 +302,9 @@ async def stream(
     """
     del access_token  # read by the auth dependency
     last_id = request.headers.get("last-event-id", "")
-    if after is None and last_id.isdigit():
-        after = int(last_id)
+    # "²".isdigit() is true but int() refuses it; a number past the store's is no seq we sent
+    if after is None and last_id.isascii() and last_id.isdigit() and int(last_id) <= MAX_STORED_INT:
+        after = int(last_id)  # otherwise: start from now
     cursor = after if after is not None else await run_in_threadpool(last_audit_seq, controller_of(request))
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(
@@ -381,7 +385,7 @@ class AuditPage(BaseModel):
 def audit_logs(
     request: Request,
     _: Reader,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_STORED_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     verify: Annotated[bool, Query(description="check the whole hash chain")] = False,
     node: Annotated[str | None, Query(max_length=63)] = None,

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ztos.api.auth import ANYONE, controller_of, requires
+from ztos.api.limits import MAX_STORED_INT
 from ztos.directory import Change
 from ztos.model import Role
 from ztos.pki import Identity
@@ -53,7 +54,7 @@ def visible(change: Change, role: Role) -> ChangeOut | None:
 async def watch(
     request: Request,
     who: Annotated[Identity, Depends(requires(ANYONE))],
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_STORED_INT)] = 0,
     timeout: Annotated[float, Query(ge=0, le=60)] = 25.0,
 ) -> WatchResult:
     controller = controller_of(request)
