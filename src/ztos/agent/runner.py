@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from ztos import dataplane, pki, renewal
 from ztos.agent import posture
 from ztos.agent.desired import (

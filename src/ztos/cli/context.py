@@ -7,6 +7,7 @@ certificate, the pinned CA and ``config.yaml`` (controller URLs). A global
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,9 +23,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ztos import renewal
 from ztos.client import ApiClient
 from ztos.enroll.identity_dir import IdentityDir
-from ztos.errors import InvalidInput, Unauthenticated
+from ztos.errors import InvalidInput, Unauthenticated, ZtosError
 
 DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
 UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -63,7 +65,10 @@ class CliState:
         urls = self.controller_urls()
         if not urls:
             raise InvalidInput("no controller URL: pass --controller URL or set ZTOS_CONTROLLER")
-        return ApiClient.for_identity(urls, self.identity)
+        client = ApiClient.for_identity(urls, self.identity)
+        with contextlib.suppress(ZtosError):  # the request itself then reports what is wrong
+            renewal.renew_if_due(client, self.identity)  # short-lived operator certs, like agents'
+        return client
 
 
 def state(ctx: typer.Context) -> CliState:

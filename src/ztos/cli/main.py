@@ -83,6 +83,9 @@ def init(
         typer.Option("--controller-url", help="URL hosts use to reach the controller (repeat)."),
     ] = None,
     cert_ttl: Annotated[str, typer.Option(help="Lifetime of node certificates.")] = "24h",
+    admin_cert_ttl: Annotated[
+        str, typer.Option(help="Lifetime of the first admin's certificate (the CLI renews it).")
+    ] = "7d",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a network: CA, overlay prefixes, first admin identity in $ZTOS_HOME."""
@@ -91,7 +94,12 @@ def init(
     store = open_store(str(db))
     try:
         net = initialise_network(
-            store, pki_dir_for(db, pki_dir), IdentityDir(home), network, parse_duration(cert_ttl)
+            store,
+            pki_dir_for(db, pki_dir),
+            IdentityDir(home),
+            network,
+            parse_duration(cert_ttl),
+            admin_cert_ttl_seconds=parse_duration(admin_cert_ttl),
         )
     finally:
         store.close()

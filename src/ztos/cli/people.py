@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 
 from ztos.cli.admin import JsonFlag, token_app
-from ztos.cli.context import checked_name, print_json, print_table, state
-from ztos.client import api_path
+from ztos.cli.context import print_json, print_table, state
 from ztos.controller import TokenInfo, UserInfo
 from ztos.errors import InvalidInput
+from ztos.model import Name
 
 user_app = typer.Typer(help="People: operators, auditors and admins.", no_args_is_help=True)
 
 TOKEN_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,32}", re.ASCII)
+NAME = TypeAdapter(Name)
+
+
+def user_path(name: str, *rest: str) -> str:
+    """``/api/v1/users/<name>/…`` for a valid name only, refused before any request:
+    ``../nodes/victim`` must never address another record."""
+    try:
+        NAME.validate_python(name)
+    except ValidationError as exc:
+        raise InvalidInput(f"user name {name!r} is not a valid name") from exc
+    return "/".join(["/api/v1/users", quote(name, safe=""), *rest])
 
 
 def _print_user(user: UserInfo) -> None:
@@ -51,7 +64,7 @@ def user_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
 @user_app.command("show")
 def user_show(ctx: typer.Context, name: str, json_out: JsonFlag = False) -> None:
     """One person and their certificates."""
-    body = state(ctx).client().request("GET", api_path("users", checked_name(name, "user")))
+    body = state(ctx).client().request("GET", user_path(name))
     if json_out:
         print_json(body)
     else:
@@ -66,7 +79,7 @@ def user_revoke(
     json_out: JsonFlag = False,
 ) -> None:
     """Offboard a person: every certificate of theirs stops working at once."""
-    path = api_path("users", checked_name(name, "user"), "revoke")
+    path = user_path(name, "revoke")
     body = state(ctx).client().request("POST", path, json={"reason": reason})
     if json_out:
         print_json(body)
@@ -101,7 +114,7 @@ def token_revoke(ctx: typer.Context, token_id: str, json_out: JsonFlag = False) 
     """Revoke a token so it can never enrol (e.g. it leaked)."""
     if TOKEN_ID_RE.fullmatch(token_id) is None:
         raise InvalidInput(f"token id {token_id!r} is not valid: 8-32 letters, digits, '-' or '_'")
-    body = state(ctx).client().request("POST", api_path("tokens", token_id, "revoke"))
+    body = state(ctx).client().request("POST", f"/api/v1/tokens/{token_id}/revoke")
     if json_out:
         print_json(body)
     else:

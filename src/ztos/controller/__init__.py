@@ -57,6 +57,7 @@ MAX_ATTRIBUTES = 128
 MAX_VALUE_BYTES = 1024
 T = TypeVar("T")
 log = logging.getLogger("ztos.controller")
+DEFAULT_ADMIN_CERT_TTL = 7 * 24 * 3600  # the first admin's certificate; renewed by the CLI
 
 
 class TokenCreated(BaseModel):
@@ -592,8 +593,13 @@ def initialise_network(
     network_name: str,
     cert_ttl_seconds: int,
     admin_name: str = "admin",
+    admin_cert_ttl_seconds: int = DEFAULT_ADMIN_CERT_TTL,
 ) -> Network:
-    """Create a network: CA, random prefixes, and the first admin identity."""
+    """Create a network: CA, random prefixes, and the first admin identity.
+
+    The first admin's certificate is short-lived (a week by default, not a year):
+    the CLI renews it past two thirds of its life, so only an admin who stays away
+    longer must be re-issued one, and a leaked copy stops working soon."""
     if store.list(Network):
         raise Conflict("this directory already holds a network; refusing to initialise it again")
     ca = pki.CertificateAuthority.create(pki_dir, network_name)
@@ -604,7 +610,8 @@ def initialise_network(
         cert_ttl_seconds=cert_ttl_seconds,
     )
     key = admin.ensure_tls_key()
-    cert = ca.issue_client(key.public_key(), admin_name, Role.ADMIN, timedelta(days=365))
+    admin_ttl = timedelta(seconds=admin_cert_ttl_seconds)
+    cert = ca.issue_client(key.public_key(), admin_name, Role.ADMIN, admin_ttl)
     with store.transaction() as tx:
         tx.create(network)
         tx.create(enroll_server.certificate_record(cert))
