@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ztos import errors, pki
+from ztos import errors, naming, pki
 from ztos.discovery import find_controllers
 from ztos.discovery.names import as_name
 from ztos.discovery.updates import resolve
@@ -35,6 +35,14 @@ STATUS_ERRORS: dict[int, type[errors.ZtosError]] = {
     422: errors.InvalidInput,
     503: errors.Unreachable,
 }
+
+
+def api_path(*segments: str) -> str:
+    """``/api/v1/`` plus each segment quoted: a name can never add or climb a path level."""
+    try:
+        return "/api/v1/" + "/".join(naming.path_segment(segment) for segment in segments)
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc)) from exc
 
 
 def tls_context(ca_file: Path, identity: IdentityDir | None) -> ssl.SSLContext:

@@ -9,31 +9,20 @@ API body or a profile file with a bad value is refused with a precise message.
 from __future__ import annotations
 
 import ipaddress
-import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ztos import keys
+from ztos import keys, naming
+from ztos.naming import ATTR_KEY_RE
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-ATTR_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 MAX_VNI = 2**24 - 1
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _check_name(value: str) -> str:
-    if not NAME_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use 1-63 lowercase letters, digits or '-', "
-            "starting and ending with a letter or digit"
-        )
-    return value
 
 
 def _check_wg_key(value: str) -> str:
@@ -45,7 +34,7 @@ def _check_wg_key(value: str) -> str:
 
 def _check_attrs(value: dict[str, str]) -> dict[str, str]:
     for key in value:
-        if not ATTR_KEY_RE.match(key):
+        if not naming.is_attr_key(key):
             raise ValueError(f"attribute name {key!r} must match {ATTR_KEY_RE.pattern}")
     return value
 
@@ -58,7 +47,8 @@ def _check_endpoint(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_check_name)]
+Name = Annotated[str, AfterValidator(naming.check_name)]
+NetnsName = Annotated[str, AfterValidator(naming.check_netns)]
 WgKey = Annotated[str, AfterValidator(_check_wg_key)]
 Attributes = Annotated[dict[str, str], AfterValidator(_check_attrs)]
 Endpoint = Annotated[str, AfterValidator(_check_endpoint)]
@@ -210,7 +200,7 @@ class Workload(Record):
     mac: str = Field(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
     ipv6: ipaddress.IPv6Interface
     ipv4: ipaddress.IPv4Interface | None = None
-    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    netns: NetnsName | None = None
     owner: Name | None = None  # the user who runs it: group membership for policy
     tags: list[Name] = Field(default_factory=list)
 
@@ -243,7 +233,7 @@ class TsigKey(Record):
 
     kind = "tsigkey"
     key_field = "key_name"
-    key_name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,253}\.$")
+    key_name: str = Field(pattern=r"^([A-Za-z0-9_-]{1,63}\.)+$", max_length=254)  # labels, never '..'
     secret: str = Field(min_length=16, max_length=200)
     host: Name | None = None  # None: the controller's key
 

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from ztos.cli.context import (
+    checked_name,
     parse_attributes,
     parse_duration,
     print_json,
     print_table,
     state,
 )
+from ztos.client import api_path
 from ztos.controller import SecurityOverview, TokenCreated
 from ztos.enroll.profile import Profile, dump_profile
 from ztos.enroll.server import TokenRequest
@@ -98,7 +100,8 @@ def node_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
 @node_app.command("show")
 def node_show(ctx: typer.Context, name: str, json_out: JsonFlag = False) -> None:
     """Show one node."""
-    node = Node.model_validate(state(ctx).client().request("GET", f"/api/v1/nodes/{name}"))
+    path = api_path("nodes", checked_name(name, "node"))
+    node = Node.model_validate(state(ctx).client().request("GET", path))
     if json_out:
         print_json(node)
         return
@@ -114,7 +117,8 @@ def node_revoke(
     json_out: JsonFlag = False,
 ) -> None:
     """Revoke a node: its certificates stop working and peers drop it."""
-    body = state(ctx).client().request("POST", f"/api/v1/nodes/{name}/revoke", json={"reason": reason})
+    path = api_path("nodes", checked_name(name, "node"), "revoke")
+    body = state(ctx).client().request("POST", path, json={"reason": reason})
     if json_out:
         print_json(body)
     else:
@@ -131,10 +135,9 @@ def node_set_attr(
     """Set node attributes (admin.* verdicts, location, risk score) used by policy conditions.
 
     posture.* is what the host reports about itself: set admin.X for your verdict."""
+    path = api_path("nodes", checked_name(name, "node"), "attributes")
     changes = {key: (value or None) for key, value in parse_attributes(attribute).items()}
-    body = (
-        state(ctx).client().request("PUT", f"/api/v1/nodes/{name}/attributes", json={"attributes": changes})
-    )
+    body = state(ctx).client().request("PUT", path, json={"attributes": changes})
     node = Node.model_validate(body)
     if json_out:
         print_json(node)
@@ -145,7 +148,8 @@ def node_set_attr(
 @node_app.command("delete")
 def node_delete(ctx: typer.Context, name: str) -> None:
     """Revoke and forget a node."""
-    state(ctx).client().request("DELETE", f"/api/v1/nodes/{name}")
+    path = api_path("nodes", checked_name(name, "node"))
+    state(ctx).client().request("DELETE", path)
     print(f"node {name!r} deleted")
 
 

@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ztos import renewal
+from ztos import naming, renewal
 from ztos.client import ApiClient
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.errors import InvalidInput, Unauthenticated, ZtosError
 
-DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
+DURATION_RE = re.compile(r"(\d+)([smhd]?)", re.ASCII)
 UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 console = Console()
 err_console = Console(stderr=True)
@@ -76,9 +76,20 @@ def state(ctx: typer.Context) -> CliState:
     return ctx.obj
 
 
+def checked_name(value: str, what: str = "name") -> str:
+    """Refuse a bad name before any request: it ends up in a URL path, where
+    ``../nodes/victim`` would otherwise address another record."""
+    if not naming.is_name(value):
+        raise InvalidInput(
+            f"{what} {value!r} is not a valid name: use 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
 def parse_duration(text: str) -> int:
     """'90', '30s', '15m', '1h', '7d' -> seconds."""
-    match = DURATION_RE.match(text.strip())
+    match = DURATION_RE.fullmatch(text.strip(" "))
     if not match:
         raise InvalidInput(f"duration {text!r} must look like 90s, 15m, 1h or 7d")
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]

@@ -6,8 +6,11 @@ from typing import Annotated
 
 import typer
 
-from ztos.cli.context import print_json, print_table, state
+from ztos import naming
+from ztos.cli.context import checked_name, print_json, print_table, state
+from ztos.client import api_path
 from ztos.controller.status import NetworkStatus
+from ztos.errors import InvalidInput
 from ztos.model import Network, Tenant, Workload
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -29,6 +32,7 @@ def tenant_create(
     json_out: JsonFlag = False,
 ) -> None:
     """Create a tenant (IPv6 /64 carved from the network prefix)."""
+    checked_name(name, "tenant")
     body = (
         state(ctx).client().request("POST", "/api/v1/tenants", json={"name": name, "vni": vni, "ipv4": ipv4})
     )
@@ -42,7 +46,9 @@ def tenant_create(
 
 
 def _attachment(ctx: typer.Context, name: str, node: str, verb: str) -> None:
-    body = state(ctx).client().request("POST", f"/api/v1/tenants/{name}/{verb}", json={"node": node})
+    checked_name(name, "tenant")
+    checked_name(node, "node")
+    body = state(ctx).client().request("POST", api_path("tenants", name, verb), json={"node": node})
     tenant = Tenant.model_validate(body)
     print(f"tenant {tenant.name} now served by: {', '.join(tenant.nodes) or 'no node'}")
 
@@ -62,7 +68,8 @@ def tenant_detach(ctx: typer.Context, name: str, node: NodeOpt) -> None:
 @tenant_app.command("delete")
 def tenant_delete(ctx: typer.Context, name: str) -> None:
     """Delete a tenant and its workloads everywhere."""
-    state(ctx).client().request("DELETE", f"/api/v1/tenants/{name}")
+    checked_name(name, "tenant")
+    state(ctx).client().request("DELETE", api_path("tenants", name))
     print(f"tenant {name} deleted")
 
 
@@ -94,6 +101,12 @@ def workload_add(
     json_out: JsonFlag = False,
 ) -> None:
     """Attach a workload to a tenant on a node."""
+    named = [(tenant, "tenant"), (node, "node"), (name, "workload"), (owner, "owner")]
+    for value, what in [*named, *((t, "tag") for t in tag or [])]:
+        if value is not None:
+            checked_name(value, what)
+    if netns is not None and not naming.is_netns(netns):
+        raise InvalidInput(naming.netns_problem(netns))
     request = {
         "name": name,
         "tenant": tenant,
@@ -126,7 +139,8 @@ def workload_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
 @workload_app.command("remove")
 def workload_remove(ctx: typer.Context, name: str) -> None:
     """Detach and remove a workload."""
-    state(ctx).client().request("DELETE", f"/api/v1/workloads/{name}")
+    checked_name(name, "workload")
+    state(ctx).client().request("DELETE", api_path("workloads", name))
     print(f"workload {name} removed")
 
 

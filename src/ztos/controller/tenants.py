@@ -14,7 +14,7 @@ from ztos import tenancy
 from ztos.audit import AuditDraft
 from ztos.directory import Store, Transaction
 from ztos.errors import Conflict, InvalidInput, NotFound
-from ztos.model import MAX_VNI, BgpSettings, Name, Network, Node, Tenant, Workload
+from ztos.model import MAX_VNI, BgpSettings, Name, NetnsName, Network, Node, Tenant, Workload
 
 
 class TenantRequest(BaseModel):
@@ -29,7 +29,7 @@ class WorkloadRequest(BaseModel):
     name: Name
     tenant: Name
     node: Name
-    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    netns: NetnsName | None = None
     owner: Name | None = None
     tags: list[Name] = Field(default_factory=list, max_length=32)
 

@@ -129,9 +129,10 @@ class ObservedInterface:
 
 
 def check_ifname(name: str) -> str:
-    if not IFNAME_RE.match(name):
+    if not IFNAME_RE.fullmatch(name) or name in (".", ".."):  # the kernel refuses these two
         raise InvalidInput(
-            f"interface name {name!r} must be 1-15 characters of letters, digits, '_', '.', '-'"
+            f"interface name {name!r} must be 1-15 characters of letters, digits, '_', '.', '-' "
+            "(not '.' or '..')"
         )
     return name
 

@@ -37,6 +37,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ztos import naming
 from ztos.dataplane.state import check_ifname
 from ztos.errors import InvalidInput
 
@@ -47,7 +48,7 @@ WORKLOAD_IFNAME = "eth0"
 VXLAN_LETTER, BRIDGE_LETTER, GATEWAY_LETTER, WORKLOAD_LETTER = "v", "b", "g", "w"
 MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,63}$")
-NETNS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+NETNS_MAX = 128  # ZTOS's own names add prefixes to what an admin chose (ztos.naming.NETNS_MAX)
 
 
 @dataclass(frozen=True)
@@ -210,19 +211,21 @@ def owned_netns(tenant: TenantSpec) -> tuple[str, ...]:
 
 def check_label(value: str, what: str) -> str:
     """Tenant and workload names end up in link aliases (``ztos tenant=NAME``)."""
-    if not LABEL_RE.match(value):
-        raise InvalidInput(f"{what} {value!r} must be 1-63 letters, digits, '_', '.', ':', '-'")
+    if not LABEL_RE.fullmatch(value) or value in (".", ".."):
+        raise InvalidInput(
+            f"{what} {value!r} must be 1-63 letters, digits, '_', '.', ':', '-' (not '.' or '..')"
+        )
     return value
 
 
 def check_netns_name(value: str, what: str) -> str:
-    if not NETNS_RE.match(value):
-        raise InvalidInput(f"{what}: namespace {value!r} must be 1-128 letters, digits, '_', '.', '-'")
+    if not naming.is_netns(value, NETNS_MAX):
+        raise InvalidInput(f"{what}: {naming.netns_problem(value, NETNS_MAX)}")
     return value
 
 
 def check_unicast_mac(value: str, what: str) -> str:
-    if not MAC_RE.match(value) or int(value[:2], 16) & 1 or value == "00:00:00:00:00:00":
+    if not MAC_RE.fullmatch(value) or int(value[:2], 16) & 1 or value == "00:00:00:00:00:00":
         raise InvalidInput(f"{what}: {value!r} is not a unicast MAC address like 02:00:5e:00:01:01")
     return value
 

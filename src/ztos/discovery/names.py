@@ -16,10 +16,11 @@ import dns.exception
 import dns.name
 
 from ztos.errors import InvalidInput
+from ztos.naming import NAME_RE
 
 DEFAULT_SUFFIX = "ztos.internal."
-HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-SERVICE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+HOST_RE = NAME_RE  # a host name is a ZTOS name: one rule (ztos.naming)
+SERVICE_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?", re.ASCII)
 PROTOCOLS = ("tcp", "udp")
 RESERVED_HOSTS = frozenset({"ns"})
 NS_LABEL = "ns"
@@ -48,7 +49,7 @@ def as_name(text: str | Name, origin: Name | None = None) -> Name:
 
 def check_label(value: str, what: str) -> str:
     """A host or network name: one lower-case LDH label, 1-63 characters."""
-    if not HOST_RE.match(value):
+    if not HOST_RE.fullmatch(value):
         raise InvalidInput(
             f"{what} name {value!r} must be 1-63 lower-case letters, digits or '-', "
             "not starting or ending with '-'"
@@ -65,7 +66,7 @@ def check_host(host: str) -> str:
 
 def check_service(service: str, proto: str) -> tuple[str, str]:
     """RFC 6335 service names (1-15 characters) and tcp/udp, given without '_'."""
-    if not SERVICE_RE.match(service) or "--" in service:
+    if not SERVICE_RE.fullmatch(service) or "--" in service:
         raise InvalidInput(
             f"service name {service!r} must be 1-15 lower-case letters, digits or single '-' "
             "(RFC 6335), given without the leading '_'"
@@ -124,4 +125,4 @@ def host_of(name: Name, zone: Name) -> str | None:
     if not name.is_subdomain(zone) or name == zone:
         return None
     label = name.relativize(zone).labels[-1].decode()
-    return label if HOST_RE.match(label) else None
+    return label if HOST_RE.fullmatch(label) else None

@@ -139,7 +139,7 @@ def belongs_to_lab(argv: list[str], topology: LabTopology, wg_re: re.Pattern[str
     """A ZTOS process using the lab's state directory, a wireguard-go for its interfaces,
     or an ``ip netns exec`` into one of its namespaces."""
     if Path(argv[0]).name == "wireguard-go":
-        return any(wg_re.match(arg) for arg in argv[1:])
+        return any(wg_re.fullmatch(arg) for arg in argv[1:])
     if argv[:3] == ["ip", "netns", "exec"] and len(argv) > 3:
         return argv[3].startswith(topology.netns_prefix)  # not yet exec'd into the namespace
     if Path(argv[0]).name == "nsenter" and len(argv) > 1:

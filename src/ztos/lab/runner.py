@@ -327,7 +327,8 @@ def _lab_pids(lab: str) -> set[int]:
 def _remove_sockets(lab: str) -> tuple[str, ...]:
     """WireGuard UAPI sockets and FRR socket directories (instances are named after host namespaces)."""
     wg_re = wg_interface_re(lab)
-    found = [p for p in WG_SOCKET_DIR.glob(f"zt{lab}h*.sock") if wg_re.match(p.name.removesuffix(".sock"))]
+    sockets = WG_SOCKET_DIR.glob(f"zt{lab}h*.sock")
+    found = [p for p in sockets if wg_re.fullmatch(p.name.removesuffix(".sock"))]
     for path in found:
         path.unlink(missing_ok=True)
     frr_dirs = [

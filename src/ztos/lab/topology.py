@@ -64,7 +64,7 @@ IPV4_UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")
 
 def check_lab_name(name: str) -> str:
     """The lab name, or ``InvalidInput`` saying what a valid one looks like."""
-    if not LAB_NAME_RE.match(name):
+    if not LAB_NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"lab name {name!r} must be 1-6 lowercase letters or digits, starting with a letter "
             "(it becomes part of namespace and WireGuard interface names)"

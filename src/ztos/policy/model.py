@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from ztos.model import Name
+from ztos.naming import TAG_RE, is_tag
 
 PROTOCOLS = ("tcp", "udp", "icmp", "any")
 PORTED = ("tcp", "udp")
@@ -60,10 +61,16 @@ OPERATORS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge", "exists", "abse
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ATTR_RE = re.compile(r"^(tenant|(device|user|workload)\.[a-z][a-z0-9_.-]{0,63})$")
-TAG_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,62}[a-z0-9])?$")
-WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+WINDOW_RE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)", re.ASCII)
 
 Scalar = str | int | float | bool
+
+
+def check_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    for tag in tags:
+        if not is_tag(tag):
+            raise ValueError(f"tag {tag!r} must match {TAG_RE.pattern}")
+    return tags
 
 
 class Strict(BaseModel):
@@ -169,10 +176,7 @@ class Selector(Strict):
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
-        for tag in tags:
-            if not TAG_RE.match(tag):
-                raise ValueError(f"tag {tag!r} must match {TAG_RE.pattern}")
-        return tags
+        return check_tags(tags)
 
     @model_serializer(mode="wrap")
     def _compact(self, handler: Any) -> Any:
@@ -204,7 +208,7 @@ class AttrCondition(Strict):
     @field_validator("attr")
     @classmethod
     def _attr(cls, attr: str) -> str:
-        if not ATTR_RE.match(attr):
+        if not ATTR_RE.fullmatch(attr):
             raise ValueError("attribute must be tenant, device.NAME, user.NAME or workload.NAME")
         return attr
 
@@ -248,7 +252,7 @@ class TimeCondition(Strict):
     @field_validator("time")
     @classmethod
     def _window(cls, window: str) -> str:
-        match = WINDOW_RE.match(window)
+        match = WINDOW_RE.fullmatch(window)
         if not match or window[:5] == window[6:]:
             raise ValueError("time window must be HH:MM-HH:MM (24 h clock, start != end), e.g. 08:00-18:00")
         return window
@@ -336,6 +340,11 @@ class ServiceDef(Strict):
     tags: tuple[str, ...] = ()
     ports: tuple[PortSpec, ...] = Field(min_length=1)
     comment: str = ""
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        return check_tags(tags)
 
     @model_validator(mode="after")
     def _names_someone(self) -> ServiceDef:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ztos.api.auth import ADMIN, OPERATOR_WRITE, READERS, controller_of, requires
 from ztos.controller import TokenCreated, actor_of
 from ztos.enroll.server import TokenRequest
-from ztos.model import Node
+from ztos.model import Name, Node
 from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
@@ -37,13 +37,13 @@ def provision_node(
 
 
 @router.get("/{name}", response_model=Node)
-def get_node(name: str, request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> Node:
+def get_node(name: Name, request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> Node:
     return controller_of(request).get_node(name)
 
 
 @router.post("/{name}/revoke", response_model=Node)
 def revoke_node(
-    name: str,
+    name: Name,
     request: Request,
     who: Annotated[Identity, Depends(requires(ADMIN))],
     body: RevokeRequest | None = None,
@@ -53,5 +53,5 @@ def revoke_node(
 
 
 @router.delete("/{name}", status_code=204)
-def delete_node(name: str, request: Request, who: Annotated[Identity, Depends(requires(ADMIN))]) -> None:
+def delete_node(name: Name, request: Request, who: Annotated[Identity, Depends(requires(ADMIN))]) -> None:
     controller_of(request).delete_node(actor_of(who), name)

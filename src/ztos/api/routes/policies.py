@@ -11,7 +11,7 @@ from ztos.api.auth import ADMIN, NODES, READERS, controller_of, requires
 from ztos.controller import actor_of
 from ztos.controller import policies as ops
 from ztos.errors import NotFound
-from ztos.model import Node
+from ztos.model import Name, Node
 from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1", tags=["policy"])
@@ -65,7 +65,7 @@ def test(body: ops.PolicyTestRequest, request: Request, _: Reader) -> ops.Policy
 
 
 @router.put("/nodes/{name}/attributes", response_model=Node)
-def set_attributes(name: str, body: Attributes, request: Request, who: Admin) -> Node:
+def set_attributes(name: Name, body: Attributes, request: Request, who: Admin) -> Node:
     """Set or remove a node's attributes (``admin.*`` verdicts, location, risk score); takes
     effect at once. ``posture.*`` is the host's own report and refused here (400)."""
     return controller_of(request).set_node_attributes(actor_of(who), name, body.attributes)

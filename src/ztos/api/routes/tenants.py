@@ -37,18 +37,18 @@ def create_tenant(body: ops.TenantRequest, request: Request, who: Admin) -> Tena
 
 
 @router.delete("/tenants/{name}", status_code=204)
-def delete_tenant(name: str, request: Request, who: Admin) -> None:
+def delete_tenant(name: Name, request: Request, who: Admin) -> None:
     ops.delete_tenant(controller_of(request).store, actor_of(who), name)
 
 
 @router.post("/tenants/{name}/attach", response_model=Tenant)
-def attach(name: str, body: NodeRef, request: Request, who: Operator) -> Tenant:
+def attach(name: Name, body: NodeRef, request: Request, who: Operator) -> Tenant:
     """Serve the tenant on a node: VXLAN, bridge and tenant namespace appear there."""
     return ops.set_attachment(controller_of(request).store, actor_of(who), name, body.node, True)
 
 
 @router.post("/tenants/{name}/detach", response_model=Tenant)
-def detach(name: str, body: NodeRef, request: Request, who: Operator) -> Tenant:
+def detach(name: Name, body: NodeRef, request: Request, who: Operator) -> Tenant:
     """Stop serving the tenant on a node; its workloads there are removed too."""
     return ops.set_attachment(controller_of(request).store, actor_of(who), name, body.node, False)
 
@@ -65,7 +65,7 @@ def add_workload(body: ops.WorkloadRequest, request: Request, who: Operator) -> 
 
 
 @router.delete("/workloads/{name}", status_code=204)
-def remove_workload(name: str, request: Request, who: Operator) -> None:
+def remove_workload(name: Name, request: Request, who: Operator) -> None:
     ops.remove_workload(controller_of(request).store, actor_of(who), name)
 
 
