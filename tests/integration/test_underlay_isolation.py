@@ -201,6 +201,29 @@ def test_underlay_vxlan_reaches_no_workload_without_a_policy(lab: LabTopology, t
     assert_injection_refused(lab, tmp_path)
 
 
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()\n"
+    "    print('connected')\n"
+    "except TimeoutError:\n"
+    "    print('timeout')\n"
+    "except OSError as exc:\n"
+    "    print(type(exc).__name__)\n"
+)
+
+
+def test_the_gateway_answers_ping_but_no_connection(lab: LabTopology) -> None:
+    gateway = "10.20.0.1"
+    assert ping(lab, "a1", gateway)
+    for port in ("22", "80", "53"):
+        answer = in_ns(workload_ns(lab, "a1"), "python3", "-c", CONNECT, gateway, port).stdout.strip()
+        assert answer == "timeout", f"tcp/{port} to the gateway: {answer} (a refusal means it answers)"
+    h1 = lab.host_named("h1")
+    assert "ztos-gw" in in_ns(f"{h1.netns}-t-a", "nft", "list", "tables").stdout
+
+
+# last: the policy it applies stays (it allows the gateway nothing, so ping of it stops)
 def test_underlay_vxlan_reaches_no_workload_with_a_policy(lab: LabTopology, tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY)

@@ -23,6 +23,7 @@ from ztos.policy import (
     TenantPorts,
     UserInfo,
     compile_base,
+    compile_gateway,
     compile_host,
     compile_tenant,
     diff_sets,
@@ -254,3 +255,12 @@ def test_base_table_drops_vxlan_bgp_and_overlay_traffic_not_from_wireguard() -> 
     assert "drop" in json.dumps(rules["bgp only over wireguard"])
     accepts = [c for c, expr in rules.items() if {"accept": None} in expr]
     assert accepts == ["configured bgp peers"], "the base table only drops (and lets configured peers be)"
+
+
+def test_gateway_table_accepts_ping_nd_and_replies_and_drops_the_rest() -> None:
+    gateway = compile_gateway()
+    rules = [o["rule"] for o in gateway["nftables"] if "rule" in o and o["rule"]["chain"] == "input"]
+    assert "echo-request" in json.dumps(rules[3]["expr"]) and "icmpv6" in json.dumps(rules[4]["expr"])
+    assert "nd-neighbor-solicit" in json.dumps(rules[2]["expr"])
+    assert rules[-1]["expr"] == [{"counter": None}, {"drop": None}], "drop, never reject"
+    assert not [r for r in rules if "reject" in json.dumps(r)]

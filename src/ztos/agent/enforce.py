@@ -27,6 +27,7 @@ from ztos.policy import (
     Snapshot,
     TenantPorts,
     compile_base,
+    compile_gateway,
     compile_host,
     compile_tenant,
 )
@@ -68,6 +69,15 @@ class Enforcer:
             for r in results
             if r.action != "unchanged"
         ]
+
+    def apply_gateways(self, tenants: TenantsSpec) -> list[str]:
+        """Each tenant's gateway namespace drops what is not ping or ND (it runs no service)."""
+        applied = []
+        for tenant in tenants.tenants:
+            for r in nftables.apply(compile_gateway(), netns=tenant.vrf_netns):
+                if r.action != "unchanged":
+                    applied.append(f"~ nft {r.family} {r.table} in {tenant.vrf_netns}: {r.action}")
+        return applied
 
     def plan_base(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
         """What ``apply_base`` would change: a line when the installed structure differs."""

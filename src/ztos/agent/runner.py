@@ -196,6 +196,7 @@ class Agent:
         applied = [str(op) for op in dataplane.reconcile(mesh)]
         applied += self.enforcer.apply_base(node_map, tenants)
         applied += [str(op) for op in dataplane.reconcile_tenants(tenants)]
+        applied += self.enforcer.apply_gateways(tenants)
         applied += self.enforcer.apply(node_map, tenants)
         applied += self.apply_routing(node_map)
         for line in applied:

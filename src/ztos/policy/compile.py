@@ -74,6 +74,7 @@ from ztos.policy.snapshot import Snapshot
 Json = dict[str, Any]
 HOST_TABLE = "ztos-host"
 BASE_TABLE = "ztos-underlay"
+GATEWAY_TABLE = "ztos-gw"
 BASE_PRIO = -10  # before ztos-host (0): its drops are final whatever ztos-host accepts
 TENANT_TABLE_PREFIX = "ztos-t-"
 META_CHAIN = "ztos_meta"
@@ -440,6 +441,25 @@ def compile_base(
     for field in ("dport", "sport"):
         bgp = nj.match(nj.payload("tcp", field), ports.bgp)
         table.rule(chain, [bgp, not_local, nj.COUNTER, nj.DROP], "bgp only over wireguard")
+    return table.ruleset()
+
+
+def compile_gateway() -> Json:
+    """``table inet ztos-gw`` in a tenant's gateway namespace: it answers ping and ND only.
+
+    The gateway routes for its workloads but runs no service of its own, so
+    anything else addressed to it is dropped (not rejected: a RST or port
+    unreachable would tell a workload the gateway is there and listening).
+    """
+    table = _Table("inet", GATEWAY_TABLE, stateful=True, intervals=False)
+    chain = table.chain("input", hook="input")
+    table.rule(chain, [nj.match(nj.ct("state"), ["established", "related"], "in"), nj.ACCEPT], "replies")
+    table.rule(chain, [nj.match(nj.meta("iifname"), "lo"), nj.ACCEPT], "loopback")
+    table.rule(chain, [_neighbour_discovery(), nj.ACCEPT], "ipv6 neighbour discovery")
+    for version in (4, 6):
+        echo = nj.match(nj.payload(IP[version][2], "type"), "echo-request")
+        table.rule(chain, [echo, nj.ACCEPT], "ping of the gateway")
+    table.rule(chain, [nj.COUNTER, nj.DROP], "ztos-drop gateway: not a service of the gateway")
     return table.ruleset()
 
 
