@@ -161,7 +161,8 @@ def exchange(body: ExchangeRequest, request: Request) -> SessionToken:
     try:
         login = state.login_codes.redeem(body.code)
     except ZtosError as exc:
-        record(controller, f"browser@{source}", "session.exchange", "session", "refused", exc.detail)
+        # rate-limited like every refusal: a looping guesser cannot flood the log
+        controller.audit_refusal(f"browser@{source}", "session.exchange", "session", exc.detail, exc.code)
         raise
     claims = state.sessions.mint(login.claims_for, state.settings.session_ttl, "login-code", login.not_after)
     session_claims_ok(request, claims)
