@@ -16,6 +16,7 @@ NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 ATTR_KEY_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}", re.ASCII)
 TAG_RE = re.compile(r"[a-z0-9]([a-z0-9_.-]{0,62}[a-z0-9])?", re.ASCII)
 NETNS_RE = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
+TOKEN_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,32}", re.ASCII)
 NETNS_MAX = 64  # what an API client may name; ZTOS's own namespaces may be longer (prefixes)
 
 
@@ -39,6 +40,10 @@ def is_attr_key(value: str) -> bool:
 
 def is_tag(value: str) -> bool:
     return TAG_RE.fullmatch(value) is not None
+
+
+def is_token_id(value: str) -> bool:
+    return TOKEN_ID_RE.fullmatch(value) is not None
 
 
 def is_netns(value: str, limit: int = NETNS_MAX) -> bool:
@@ -75,12 +80,14 @@ __all__ = [
     "NAME_RE",
     "NETNS_MAX",
     "TAG_RE",
+    "TOKEN_ID_RE",
     "check_name",
     "check_netns",
     "is_attr_key",
     "is_name",
     "is_netns",
     "is_tag",
+    "is_token_id",
     "netns_problem",
     "path_segment",
 ]

@@ -24,6 +24,8 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/nodes/{}/revoke", {"reason": "test"}),
     ("DELETE", "/api/v1/nodes/{}", None),
     ("PUT", "/api/v1/nodes/{}/attributes", {"attributes": {"location": "lab"}}),
+    ("GET", "/api/v1/users/{}", None),
+    ("POST", "/api/v1/users/{}/revoke", {"reason": "test"}),
 ]
 
 

@@ -59,6 +59,8 @@ VERBS = [
     ["node", "set-attr", "{}", "location=lab"],
     ["node", "delete", "{}"],
     ["token", "create", "--name", "{}"],
+    ["user", "show", "{}"],
+    ["user", "revoke", "{}"],
 ]
 
 
@@ -76,6 +78,18 @@ def test_a_bad_name_is_refused_before_any_request(
     assert recorder.requests == []
     assert err.startswith("error: ") and "name" in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("token_id", ["../../nodes/victim", "abcdefgh/..", "abcdefgh\n", ".."])
+def test_a_bad_token_id_is_refused_before_any_request(
+    token_id: str,
+    recorder: RecordingClient,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, err = run(monkeypatch, capsys, "token", "revoke", token_id)
+    assert code != 0 and recorder.requests == []
+    assert err.startswith("error: token id"), err
 
 
 @pytest.mark.parametrize("netns", ["..", ".", "a/b"])

@@ -6,33 +6,24 @@ leaked one before it is used. Names are checked before any request.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 
+from ztos import naming
 from ztos.cli.admin import JsonFlag, token_app
-from ztos.cli.context import print_json, print_table, state
+from ztos.cli.context import checked_name, print_json, print_table, state
+from ztos.client import api_path
 from ztos.controller import TokenInfo, UserInfo
 from ztos.errors import InvalidInput
-from ztos.model import Name
 
 user_app = typer.Typer(help="People: operators, auditors and admins.", no_args_is_help=True)
-
-TOKEN_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,32}", re.ASCII)
-NAME = TypeAdapter(Name)
 
 
 def user_path(name: str, *rest: str) -> str:
     """``/api/v1/users/<name>/…`` for a valid name only, refused before any request:
     ``../nodes/victim`` must never address another record."""
-    try:
-        NAME.validate_python(name)
-    except ValidationError as exc:
-        raise InvalidInput(f"user name {name!r} is not a valid name") from exc
-    return "/".join(["/api/v1/users", quote(name, safe=""), *rest])
+    return api_path("users", checked_name(name, "user"), *rest)
 
 
 def _print_user(user: UserInfo) -> None:
@@ -112,9 +103,10 @@ def token_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
 @token_app.command("revoke")
 def token_revoke(ctx: typer.Context, token_id: str, json_out: JsonFlag = False) -> None:
     """Revoke a token so it can never enrol (e.g. it leaked)."""
-    if TOKEN_ID_RE.fullmatch(token_id) is None:
+    if not naming.is_token_id(token_id):
         raise InvalidInput(f"token id {token_id!r} is not valid: 8-32 letters, digits, '-' or '_'")
-    body = state(ctx).client().request("POST", f"/api/v1/tokens/{token_id}/revoke")
+    path = api_path("tokens", token_id, "revoke")
+    body = state(ctx).client().request("POST", path)
     if json_out:
         print_json(body)
     else:
