@@ -83,8 +83,9 @@ def load_private_key(path: Path) -> PrivateKey:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a secret atomically with mode 0600 from the first byte on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a secret atomically with mode 0600 from the first byte on (in a 0700
+    directory when this creates it)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

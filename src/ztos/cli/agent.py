@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ztos import dataplane
+from ztos import dataplane, statedir
 from ztos.agent.runner import DEFAULT_PORT, Agent, AgentConfig, cached_node_map
 from ztos.cli.context import fail, print_json, print_table
 from ztos.dataplane.state import short_key
@@ -44,6 +44,7 @@ def run(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # zeroconf logs a traceback for every multicast send a namespace cannot route; not actionable
     logging.getLogger("zeroconf").setLevel(logging.CRITICAL)
+    statedir.secure_agent(state_dir)  # before anything is read from it or written to it
     config = AgentConfig(
         state_dir, profile, interface, reconcile_interval, listen_port, netns_prefix, frr_instance, mdns
     )

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from ztos import statedir
 from ztos.cli import admin, monitoring, people
 from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
@@ -90,7 +91,7 @@ def init(
 ) -> None:
     """Create a network: CA, overlay prefixes, first admin identity in $ZTOS_HOME."""
     home = state(ctx).home
-    db.parent.mkdir(parents=True, exist_ok=True)
+    statedir.secure_controller(db, pki_dir_for(db, pki_dir))
     store = open_store(str(db))
     try:
         net = initialise_network(
@@ -162,6 +163,7 @@ def controller_serve(
 
     if not db.exists():
         fail(f"no directory at {db}: run 'ztos init --db {db}' first")
+    statedir.secure_controller(db, pki_dir_for(db, pki_dir))
     host, port = parse_listen(listen)
     names = list(san or [])
     if host not in ("::", "0.0.0.0"):  # noqa: S104 - comparing, not binding
@@ -197,6 +199,7 @@ def enroll(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Enrol this host with a profile (zero-touch; safe to re-run)."""
+    statedir.secure_agent(state_dir)
     outcome = enroll_host(load_profile(profile), IdentityDir(state_dir), endpoint or [])
     if json_out:
         node = outcome.response.node if outcome.response else None

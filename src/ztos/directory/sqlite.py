@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -200,6 +201,20 @@ def _not_ours(path: str, why: str) -> str:
         f"{path} is not a ZTOS directory ({why}); "
         "point ZTOS at its own directory file or at a path that does not exist yet"
     )
+
+
+def _create_private(path: str) -> None:
+    """Create a missing directory file 0600 before SQLite does (it would follow the
+    umask): it holds token hashes and TSIG secrets, and SQLite gives its ``-wal`` and
+    ``-shm`` the database file's mode."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise DirectoryError(f"cannot create directory file {path}: {exc}") from exc
 
 
 def _check_magic(path: str) -> None:
@@ -379,6 +394,7 @@ class SqliteStore:
 
     def _open_writer(self) -> sqlite3.Connection:
         _check_magic(self.path)
+        _create_private(self.path)
         conn = _connect(self.path)
         try:
             _Header(conn, self.path).check(self.path)

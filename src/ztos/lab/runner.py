@@ -242,7 +242,7 @@ def _bring_up_host(topology: LabTopology, host: LabHost, reconcile_interval: flo
 
 
 def _create_profile(topology: LabTopology, host: LabHost) -> None:
-    host.dir.mkdir(parents=True, exist_ok=True)
+    host.dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its profile carries a token
     procs.run(commands.token_argv(host), topology.underlay_netns, commands.admin_env(topology))
 
 
