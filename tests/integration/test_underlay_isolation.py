@@ -6,8 +6,9 @@ ARP, ICMP and ICMPv6 for workload a1) to h1's underlay IPv6 and IPv4
 addresses and to its overlay addresses routed over the underlay. Nothing may
 reach a1 (tcpdump in its namespace), h1's VXLAN FDB must not learn the
 attacker, and nothing of a tenant leaves h1 in clear (capture on the
-underlay). Then a policy is applied and the same is checked again. The
-gateway test: a workload's TCP connect to its gateway gets no answer, while
+underlay). Then a policy is applied and the same is checked again, then
+once more in EVPN mode (IPv4 VTEPs, FRR), where BGP from the underlay must
+get no answer either. The gateway test: a workload's TCP connect to its gateway gets no answer, while
 ping of the gateway still works.
 """
 
@@ -234,3 +235,30 @@ def test_underlay_vxlan_reaches_no_workload_with_a_policy(lab: LabTopology, tmp_
     )
     assert "ztos-underlay" in in_ns(h1.netns, "nft", "list", "tables").stdout, "policy apply kept the base"
     assert_injection_refused(lab, tmp_path)
+
+
+def bgp_established(host: LabHost) -> int:
+    argv = ["vtysh", "--vty_socket", f"/var/run/frr/{host.netns}", "-c", "show bgp summary json"]
+    shown = in_ns(host.netns, *argv)
+    summary = json.loads(shown.stdout or "{}") if shown.returncode == 0 else {}
+    peers = summary.get("l2VpnEvpn", {}).get("peers", {})
+    return sum(peer.get("state") == "Established" for peer in peers.values())
+
+
+def evpn_vteps(host: LabHost) -> bool:
+    """Every VXLAN device recreated for EVPN: an IPv4 (overlay) local VTEP."""
+    shown = json.loads(in_ns(host.netns, "ip", "-d", "-j", "link", "show", "type", "vxlan").stdout or "[]")
+    return len(shown) == 2 and all("local" in link["linkinfo"]["info_data"] for link in shown)
+
+
+# after the policy test: EVPN with a policy applied
+def test_underlay_vxlan_and_bgp_reach_nothing_with_evpn(lab: LabTopology, tmp_path: Path) -> None:
+    require_root_tools("vtysh", "/usr/lib/frr/bgpd")
+    admin(lab, "network", "configure", "--bgp", "--as", "65000")
+    h1 = lab.host_named("h1")
+    wait_for(lambda: all(bgp_established(h) == 1 for h in lab.hosts), 60, "BGP sessions over the overlay")
+    wait_for(lambda: evpn_vteps(h1), 30, "h1's VXLAN devices in EVPN mode")
+    in_ns(workload_ns(lab, "a1"), "ping", "-c", "1", "-W", "1", "10.20.0.1")  # a1 speaks: type-2 route
+    assert_injection_refused(lab, tmp_path)
+    answer = in_ns(lab.underlay_netns, "python3", "-c", CONNECT, str(h1.ipv6), "179").stdout.strip()
+    assert answer == "timeout", f"bgp from the underlay: {answer}"
