@@ -179,10 +179,11 @@ class FrrInstance:
         The log file is created here for frr: one created by a daemon while it is
         still root is one it can no longer reopen after dropping to frr.
         """
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+        _mkdir_traversable(self.config_dir.parent)
+        self.config_dir.mkdir(exist_ok=True)
         _own(self.config_dir, owner, 0o750)
         _check_traversable(self.config_dir, owner)
-        self.socket_dir.parent.mkdir(parents=True, exist_ok=True)
+        _mkdir_traversable(self.socket_dir.parent)
         self.socket_dir.mkdir(exist_ok=True)
         _own(self.socket_dir, owner, 0o755)
         _write_atomic(self.boot_path, frrconf.render_boot(self.spec), owner)
@@ -397,6 +398,15 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         return None
+
+
+def _mkdir_traversable(path: Path) -> None:
+    """Create missing parents 0755 whatever the umask: the agent runs under umask 077
+    (its state is secret), but the daemons drop to user frr and must pass through."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        directory.chmod(0o755)
 
 
 def _check_traversable(path: Path, owner: tuple[int, int]) -> None:
