@@ -472,13 +472,7 @@ class Controller:
         events = self.audit_log(0, 1_000_000)
         now = self.clock()
         certificates = [
-            CertificateStatus(
-                serial=r.serial,
-                subject=r.subject,
-                role=r.role,
-                not_after=r.not_after,
-                revoked=r.revoked_at is not None,
-            )
+            _certificate_status(r)
             for r in self.store.list(CertificateRecord)
             if r.not_after > now
         ]
@@ -558,15 +552,19 @@ def _token_info(token: Token) -> TokenInfo:
     )
 
 
+def _certificate_status(r: CertificateRecord) -> CertificateStatus:
+    return CertificateStatus(
+        serial=r.serial,
+        subject=r.subject,
+        role=r.role,
+        not_after=r.not_after,
+        revoked=r.revoked_at is not None,
+    )
+
+
 def _user_info(user: User, records: list[CertificateRecord]) -> UserInfo:
     mine = [
-        CertificateStatus(
-            serial=r.serial,
-            subject=r.subject,
-            role=r.role,
-            not_after=r.not_after,
-            revoked=r.revoked_at is not None,
-        )
+        _certificate_status(r)
         for r in records
         if r.subject == user.name and r.role is not Role.NODE
     ]

@@ -10,12 +10,12 @@ hex: both conversions live here.
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import stat
 import tempfile
 from pathlib import Path
 
+from ztos import keys
 from ztos.errors import InvalidInput
 from ztos.keys import generate_wg_keypair, wg_public_key
 
@@ -76,9 +76,6 @@ def hex_to_b64(value: str) -> str:
 
 def _decode(value: str) -> bytes:
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput("WireGuard key must be base64") from exc
-    if len(raw) != 32:
-        raise InvalidInput(f"WireGuard key must be 32 bytes, got {len(raw)}")
-    return raw
+        return keys.decode_wg_public_key(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
