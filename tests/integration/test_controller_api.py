@@ -209,6 +209,27 @@ def test_watch_long_poll_wakes_on_change(controller: RunningController) -> None:
     assert result["changes"][0]["data"] is None, "token hashes are never sent"
 
 
+def test_policy_apply_wakes_a_node_watch_without_its_text(
+    controller: RunningController, tmp_path: Path
+) -> None:
+    profile = make_profile(controller, tmp_path, "host8")
+    assert enroll(controller, profile, tmp_path / "host8").returncode == 0
+    host = node_client(controller, tmp_path / "host8")
+    admin = admin_client(controller)
+    revision = host.request("GET", "/api/v1/watch", params={"since": 0, "timeout": 0})["revision"]
+    policy = {"text": "version: 1\nrules: []\n", "source": "test"}
+    timer = threading.Timer(0.5, lambda: admin.request("POST", "/api/v1/policies", json=policy))
+    started = time.monotonic()
+    timer.start()
+    result = host.request("GET", "/api/v1/watch", params={"since": revision, "timeout": 10})
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert elapsed < 5, "the node slept through the policy change"
+    kinds = {c["kind"] for c in result["changes"]}
+    assert "policyhead" in kinds and "policyrev" not in kinds, kinds
+    assert all(c["data"] is None for c in result["changes"] if c["kind"] == "policyhead")
+
+
 def test_foreign_directory_file_refused(controller: RunningController, tmp_path: Path) -> None:
     foreign = tmp_path / "foreign.db"
     foreign.write_bytes(b"definitely not sqlite" * 100)

@@ -5,6 +5,9 @@ is anything newer *that the caller may see*, or empty after ``timeout``
 seconds (changes it may not see only advance the returned revision, so a DNS
 zone update or a token never wakes every agent). Nodes see only the
 kinds they need for their node map; token secrets' hashes are never sent.
+Records the policy is evaluated over (the active-policy head, users, groups)
+wake nodes too, without their data: a woken agent re-fetches its node map,
+which carries its rules, so ``policy apply`` reaches the hosts at once.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ router = APIRouter(prefix="/api/v1", tags=["watch"])
 
 POLL_INTERVAL = 0.05
 NODE_VISIBLE_KINDS = frozenset({"network", "node", "tenant", "workload"})
+NODE_WAKE_KINDS = frozenset({"policyhead", "user", "group", "device"})
 REDACTED_KINDS = frozenset({"token", "tsigkey"})
 
 
@@ -44,6 +48,8 @@ class WatchResult(BaseModel):
 
 
 def visible(change: Change, role: Role) -> ChangeOut | None:
+    if role is Role.NODE and change.kind in NODE_WAKE_KINDS:
+        return ChangeOut(rev=change.rev, kind=change.kind, key=change.key, op=change.op, data=None)
     if role is Role.NODE and change.kind not in NODE_VISIBLE_KINDS:
         return None
     data = None if change.kind in REDACTED_KINDS else change.data
