@@ -89,7 +89,9 @@ def test_per_peer_bytes_grow_while_traffic_flows(lab: LabTopology) -> None:
     nodes = {n["node"]: n for n in view["nodes"]}
     assert nodes["h1"]["up"] and nodes["h2"]["up"]
     assert nodes["h1"]["history"], "a history for the dashboard"
-    assert max(p["tx_rate"] for p in nodes["h1"]["history"]) > 10_000, "the flood shows as a rate"
+    history = nodes["h1"]["history"]
+    shown = f"{before} {after} {history}"
+    assert max(p["tx_rate"] for p in history) > 10_000, f"the flood shows as a rate: {shown}"
 
 
 def test_top_once_shows_both_hosts_up(lab: LabTopology) -> None:

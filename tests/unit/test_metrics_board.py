@@ -63,7 +63,8 @@ def test_delta(older: int, newer: int, grown: int) -> None:
 
 def test_rates_per_second_and_missing_readings() -> None:
     assert rates((0, 1000), (500, 3000), 2.0) == (250.0, 1000.0)
-    assert rates(None, (500, 3000), 2.0) == (0.0, 0.0)
+    assert rates(None, (500, 3000), 2.0) == (250.0, 1500.0), "a new peer counts from zero"
+    assert rates((500, 3000), None, 2.0) == (0.0, 0.0)
     assert rates((0, 0), (10, 10), 0.0) == (0.0, 0.0)
 
 
@@ -100,6 +101,18 @@ def test_history_is_thinned_to_one_point_per_step_and_expires() -> None:
     assert all(b.at - a.at >= 5 for a, b in itertools.pairwise(points[:-1]))
     assert points[-1].at == clock.now - 1, "the newest report is always kept"
     assert points[0].at >= clock.now - 1 - 60 - 5
+
+
+def test_traffic_of_a_peer_newer_than_the_first_point_shows_in_the_history() -> None:
+    """The lab race: first report without peers, then the peer's baseline is replaced."""
+    clock = Clock()
+    board = MetricsBoard(step_seconds=5, clock=clock)
+    board.put("h1", MetricsReport(interval_seconds=1.0))  # the agent's first pass: no peers yet
+    for at, tx in ((1, 700), (2, 700), (3, 3_000_000), (4, 7_000_000), (6, 7_000_000)):
+        clock.now += at - (clock.now - 1_700_000_000.0)
+        board.put("h1", report(tx, tx))
+    view = metrics_view(board, [node("h1")])
+    assert max(p.tx_rate for p in view.nodes[0].history) > 1_000_000
 
 
 def test_nodes_silent_for_the_whole_history_leave_the_board() -> None:

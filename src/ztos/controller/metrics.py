@@ -13,9 +13,10 @@ history again from the agents' next reports.
 Times are the controller's clock when a report arrives, never the agent's, so
 skewed host clocks cannot distort rates; handshake ages travel as ages for the
 same reason. From the points, pure functions derive what the dashboard,
-``ztos monitoring top`` and Prometheus read: rates (bytes/s, counter resets
-count from zero), whether a node is up (reported within 2.5 passes + 5 s),
-and rate series. ``render_prometheus`` is the only user of prometheus-client.
+``ztos monitoring top`` and Prometheus read: rates (bytes/s; counter resets
+and keys new since the older point count from zero), whether a node is up
+(reported within 2.5 passes + 5 s), and rate series. ``render_prometheus`` is the
+only user of prometheus-client.
 """
 
 from __future__ import annotations
@@ -210,9 +211,18 @@ def delta(older: int, newer: int) -> int:
 def rates(
     older: tuple[int, int] | None, newer: tuple[int, int] | None, seconds: float
 ) -> tuple[float, float]:
-    """(rx, tx) per second between two readings; zero when either is missing."""
-    if older is None or newer is None or seconds <= 0:
+    """(rx, tx) per second between two readings; zero when the newer is missing.
+
+    A key the older point lacks (a peer or tenant that appeared since) counts
+    from zero, like a reset: WireGuard peers and VXLAN devices start their
+    counters at zero when created. Taking it as "no rate" lost real traffic:
+    an agent's first report has no peers yet, and while the newest point is
+    being replaced (``add_point``), the reading that first carried the peer
+    is gone by the time a flood shows, leaving only that first point before it.
+    """
+    if newer is None or seconds <= 0:
         return 0.0, 0.0
+    older = older or (0, 0)
     return delta(older[0], newer[0]) / seconds, delta(older[1], newer[1]) / seconds
 
 
