@@ -6,10 +6,13 @@ ARP, ICMP and ICMPv6 for workload a1) to h1's underlay IPv6 and IPv4
 addresses and to its overlay addresses routed over the underlay. Nothing may
 reach a1 (tcpdump in its namespace), h1's VXLAN FDB must not learn the
 attacker, and nothing of a tenant leaves h1 in clear (capture on the
-underlay). Then a policy is applied and the same is checked again, then
-once more in EVPN mode (IPv4 VTEPs, FRR), where BGP from the underlay must
-get no answer either. The gateway test: a workload's TCP connect to its gateway gets no answer, while
-ping of the gateway still works.
+underlay). Then the same in EVPN mode (IPv4 VTEPs, FRR), where BGP from the
+underlay must get no answer either, without and with a policy, and last
+with the policy back in flood mode. A host that forwards and masquerades
+into WireGuard must not relay the underlay's VXLAN to the other host's overlay
+addresses either (without the forward chain, the other host would take it
+as a peer's). The gateway test: a workload's TCP
+connect to its gateway gets no answer, while ping of the gateway still works.
 """
 
 from __future__ import annotations
@@ -163,36 +166,47 @@ def written(path: Path) -> str:
     return subprocess.run(["tcpdump", "-nn", "-r", str(path)], capture_output=True, text=True).stdout
 
 
-def route_overlay_over_underlay(lab: LabTopology, host: LabHost) -> list[str]:
-    """The attacker routes h1's overlay addresses to h1's underlay addresses."""
-    targets = overlay_addresses(host)
+def route_overlay_over_underlay(lab: LabTopology, host: LabHost, via: LabHost | None = None) -> list[str]:
+    """The attacker routes ``host``'s overlay addresses to the underlay addresses of ``via`` (itself)."""
+    targets, via = overlay_addresses(host), via or host
     for address in targets:
-        via = str(host.ipv6 if ":" in address else host.ipv4)
+        gateway = str(via.ipv6 if ":" in address else via.ipv4)
         plen = "128" if ":" in address else "32"
-        in_ns(lab.underlay_netns, "ip", "route", "replace", f"{address}/{plen}", "via", via)
+        in_ns(lab.underlay_netns, "ip", "route", "replace", f"{address}/{plen}", "via", gateway)
     return targets
 
 
-def assert_injection_refused(lab: LabTopology, where: Path) -> None:
-    h1 = lab.host_named("h1")
-    a1, a2 = workload(lab, "a1"), workload(lab, "a2")
-    vnis = sorted(vxlans(h1).values())
+def assert_no_forged_frame_arrives(
+    lab: LabTopology, where: Path, victim: str, canary: str, targets: list[str]
+) -> None:
+    """Raw VXLAN for ``victim`` (both tenants' VNIs) sent to ``targets`` from the underlay:
+    nothing reaches it and its host's FDB does not learn the sender, while a
+    frame from ``canary`` sent the legitimate way arrives (the capture was live)."""
+    host = lab.host_named(WORKLOADS[victim][1])
+    seen_by, forger = workload(lab, victim), workload(lab, canary)
+    vnis = sorted(vxlans(host).values())
     assert len(vnis) == 2, vnis
-    targets = [str(h1.ipv6), str(h1.ipv4), *route_overlay_over_underlay(lab, h1)]
-    inside = Capture(workload_ns(lab, "a1"), "eth0", where / "a1.pcap")
-    wire = Capture(lab.underlay_netns, h1.bridge_port, where / "wire.pcap", ("-Q", "in"))
+    inside = Capture(workload_ns(lab, victim), "eth0", where / f"{victim}.pcap")
     for address in targets:
-        for vni in vnis:  # both tenants' VNIs: a1 must see neither
-            inject(lab, address, vni, frames(a1, a2["mac"]))
-    # the canary: a frame sent to a1 the legitimate way arrives, so the capture was live
-    assert ping(lab, "a2", a1["ipv4"].split("/")[0])
-    wait_for(lambda: "ICMP echo request" in written(inside.path), 10, "the canary in a1's capture")
+        for vni in vnis:  # both tenants' VNIs: the victim must see neither
+            inject(lab, address, vni, frames(seen_by, forger["mac"]))
+    assert ping(lab, canary, seen_by["ipv4"].split("/")[0])
+    wait_for(lambda: "ICMP echo request" in written(inside.path), 10, f"the canary in {victim}'s capture")
     seen = inside.lines()
-    left = wire.lines()
     assert not [line for line in seen if FAKE_IPV4 in line or FAKE_IPV6 in line], seen
     sender = underlay_addresses(lab)
-    fdb = in_ns(h1.netns, "bridge", "-j", "fdb", "show").stdout
+    fdb = in_ns(host.netns, "bridge", "-j", "fdb", "show").stdout
     assert not [e for e in json.loads(fdb or "[]") if e.get("dst") in sender], fdb
+
+
+def assert_injection_refused(lab: LabTopology, where: Path) -> None:
+    """Sent to h1's underlay and (routed over the underlay) overlay addresses: nothing
+    reaches a1, and nothing of a tenant leaves h1 in clear."""
+    h1 = lab.host_named("h1")
+    targets = [str(h1.ipv6), str(h1.ipv4), *route_overlay_over_underlay(lab, h1)]
+    wire = Capture(lab.underlay_netns, h1.bridge_port, where / "wire.pcap", ("-Q", "in"))
+    assert_no_forged_frame_arrives(lab, where, "a1", "a2", targets)
+    left = wire.lines()
     assert not [line for line in left if "ICMP" in line and "echo" in line], left
     assert not [line for line in left if ".4789" in line or FAKE_IPV4 in line or FAKE_IPV6 in line], left
 
@@ -224,19 +238,6 @@ def test_the_gateway_answers_ping_but_no_connection(lab: LabTopology) -> None:
     assert "ztos-gw" in in_ns(f"{h1.netns}-t-a", "nft", "list", "tables").stdout
 
 
-# last: the policy it applies stays (it allows the gateway nothing, so ping of it stops)
-def test_underlay_vxlan_reaches_no_workload_with_a_policy(lab: LabTopology, tmp_path: Path) -> None:
-    path = tmp_path / "policy.yaml"
-    path.write_text(POLICY)
-    admin(lab, "policy", "apply", str(path))
-    h1 = lab.host_named("h1")
-    wait_for(
-        lambda: "ztos-host" in in_ns(h1.netns, "nft", "list", "tables").stdout, 60, "policy enforced on h1"
-    )
-    assert "ztos-underlay" in in_ns(h1.netns, "nft", "list", "tables").stdout, "policy apply kept the base"
-    assert_injection_refused(lab, tmp_path)
-
-
 def bgp_established(host: LabHost) -> int:
     argv = ["vtysh", "--vty_socket", f"/var/run/frr/{host.netns}", "-c", "show bgp summary json"]
     shown = in_ns(host.netns, *argv)
@@ -251,14 +252,81 @@ def evpn_vteps(host: LabHost) -> bool:
     return len(shown) == 2 and all("local" in link["linkinfo"]["info_data"] for link in shown)
 
 
-# after the policy test: EVPN with a policy applied
-def test_underlay_vxlan_and_bgp_reach_nothing_with_evpn(lab: LabTopology, tmp_path: Path) -> None:
-    require_root_tools("vtysh", "/usr/lib/frr/bgpd")
+def test_a_forwarding_host_relays_no_underlay_traffic_into_the_mesh(lab: LabTopology, tmp_path: Path) -> None:
+    """h1 forwards and masquerades into WireGuard (as a careless container host might): VXLAN
+    the underlay routes to h2's overlay addresses through h1 must still not reach a2."""
+    h1, h2 = lab.host_named("h1"), lab.host_named("h2")
+    nat = f"{lab.name}_masq"
+    setup = [
+        ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+        ["nft", "add", "table", "inet", nat],
+        ["nft", "add", "chain", "inet", nat, "post", "{ type nat hook postrouting priority 100 ; }"],
+        ["nft", "add", "rule", "inet", nat, "post", "oifname", h1.wg_interface, "masquerade"],
+    ]
+    try:
+        for argv in setup:
+            assert in_ns(h1.netns, *argv).returncode == 0, argv
+        targets = route_overlay_over_underlay(lab, h2, via=h1)
+        assert_no_forged_frame_arrives(lab, tmp_path, "a2", "a1", targets)
+        listed = in_ns(h1.netns, "nft", "-j", "list", "chain", "inet", "ztos-underlay", "forward").stdout
+        rules = [o["rule"] for o in json.loads(listed)["nftables"] if "rule" in o]
+        dropped = sum(x["counter"]["packets"] for rule in rules for x in rule["expr"] if "counter" in x)
+        assert dropped > 0, "h1's forward chain dropped the relayed packets"
+    finally:
+        in_ns(h1.netns, "nft", "delete", "table", "inet", nat)
+        in_ns(h1.netns, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
+        route_overlay_over_underlay(lab, h2)
+
+
+def evpn_on(lab: LabTopology) -> None:
     admin(lab, "network", "configure", "--bgp", "--as", "65000")
-    h1 = lab.host_named("h1")
     wait_for(lambda: all(bgp_established(h) == 1 for h in lab.hosts), 60, "BGP sessions over the overlay")
-    wait_for(lambda: evpn_vteps(h1), 30, "h1's VXLAN devices in EVPN mode")
+    wait_for(lambda: all(evpn_vteps(h) for h in lab.hosts), 30, "VXLAN devices in EVPN mode")
     in_ns(workload_ns(lab, "a1"), "ping", "-c", "1", "-W", "1", "10.20.0.1")  # a1 speaks: type-2 route
-    assert_injection_refused(lab, tmp_path)
+
+
+def assert_bgp_refused(lab: LabTopology) -> None:
+    h1 = lab.host_named("h1")
     answer = in_ns(lab.underlay_netns, "python3", "-c", CONNECT, str(h1.ipv6), "179").stdout.strip()
     assert answer == "timeout", f"bgp from the underlay: {answer}"
+
+
+# the tests below run in file order: EVPN without, then with a policy, then the policy in flood mode
+def test_underlay_vxlan_and_bgp_reach_nothing_with_evpn_and_no_policy(
+    lab: LabTopology, tmp_path: Path
+) -> None:
+    require_root_tools("vtysh", "/usr/lib/frr/bgpd")
+    assert "ztos-host" not in in_ns(lab.host_named("h1").netns, "nft", "list", "tables").stdout
+    evpn_on(lab)
+    assert_injection_refused(lab, tmp_path)
+    assert_bgp_refused(lab)
+
+
+def test_underlay_vxlan_and_bgp_reach_nothing_with_evpn_and_a_policy(
+    lab: LabTopology, tmp_path: Path
+) -> None:
+    require_root_tools("vtysh", "/usr/lib/frr/bgpd")
+    if not all(evpn_vteps(h) for h in lab.hosts):
+        evpn_on(lab)
+    apply_policy(lab, tmp_path)
+    assert_injection_refused(lab, tmp_path)
+    assert_bgp_refused(lab)
+
+
+# last: the policy stays (it allows the gateway nothing, so ping of it stops)
+def test_underlay_vxlan_reaches_no_workload_with_a_policy(lab: LabTopology, tmp_path: Path) -> None:
+    admin(lab, "network", "configure", "--no-bgp")
+    wait_for(lambda: not any(evpn_vteps(h) for h in lab.hosts), 60, "VXLAN devices back in flood mode")
+    apply_policy(lab, tmp_path)
+    assert_injection_refused(lab, tmp_path)
+
+
+def apply_policy(lab: LabTopology, tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    admin(lab, "policy", "apply", str(path))
+    h1 = lab.host_named("h1")
+    wait_for(
+        lambda: "ztos-host" in in_ns(h1.netns, "nft", "list", "tables").stdout, 60, "policy enforced on h1"
+    )
+    assert "ztos-underlay" in in_ns(h1.netns, "nft", "list", "tables").stdout, "policy apply kept the base"

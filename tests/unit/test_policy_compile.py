@@ -257,6 +257,18 @@ def test_base_table_drops_vxlan_bgp_and_overlay_traffic_not_from_wireguard() -> 
     assert accepts == ["configured bgp peers"], "the base table only drops (and lets configured peers be)"
 
 
+def test_base_table_forward_chain_drops_the_underlay_relayed_into_the_mesh() -> None:
+    base = compile_base(HostPorts(wg_ifname="zt0"), ["fd00::1"], mesh_prefixes=["fd00::/64", "100.64.0.0/24"])
+    hooks = {o["chain"]["name"]: o["chain"].get("hook") for o in base["nftables"] if "chain" in o}
+    assert hooks["input"] == "input" and hooks["forward"] == "forward"
+    relayed = [o["rule"] for o in base["nftables"] if "rule" in o and o["rule"]["chain"] == "forward"]
+    assert len(relayed) == 2, "one rule per IP version"
+    for rule in relayed:
+        assert {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "zt0"}} in rule["expr"]
+        assert rule["expr"][-1] == {"drop": None}
+    assert '"len": 64' in json.dumps(relayed) and '"len": 24' in json.dumps(relayed)
+
+
 def test_gateway_table_accepts_ping_nd_and_replies_and_drops_the_rest() -> None:
     gateway = compile_gateway()
     rules = [o["rule"] for o in gateway["nftables"] if "rule" in o and o["rule"]["chain"] == "input"]

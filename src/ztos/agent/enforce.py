@@ -59,6 +59,7 @@ class Enforcer:
             [str(node_map.overlay_ipv6), str(node_map.overlay_ipv4)],
             bgp_peers=external,
             vxlan_ports=[t.dstport for t in tenants.tenants],
+            mesh_prefixes=node_map.routes,
         )
 
     def apply_base(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:

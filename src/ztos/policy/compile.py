@@ -407,7 +407,11 @@ def _host_input(table: _Table, scoped: list[tuple[int, Clause]], ports: HostPort
 
 
 def compile_base(
-    ports: HostPorts, overlay: Iterable[str], bgp_peers: Iterable[str] = (), vxlan_ports: Iterable[int] = ()
+    ports: HostPorts,
+    overlay: Iterable[str],
+    bgp_peers: Iterable[str] = (),
+    vxlan_ports: Iterable[int] = (),
+    mesh_prefixes: Iterable[str] = (),
 ) -> Json:
     """``table inet ztos-underlay``: the isolation that must not wait for a policy.
 
@@ -418,6 +422,12 @@ def compile_base(
     learning FDB. It runs before ``ztos-host`` (lower priority) and only drops,
     so a drop here is final whatever later tables accept. ``bgp_peers`` are
     configured external BGP neighbours, which may sit on the underlay.
+
+    Its forward chain keeps a host with forwarding on (a container or
+    router host) from relaying the underlay into the mesh: a packet for any
+    overlay address (``mesh_prefixes``) that did not arrive over WireGuard
+    would otherwise leave through WireGuard and reach the other host as if a
+    peer had sent it.
     """
     table = _Table("inet", BASE_TABLE, stateful=False, intervals=False)
     chain = "input"
@@ -441,7 +451,19 @@ def compile_base(
     for field in ("dport", "sport"):
         bgp = nj.match(nj.payload("tcp", field), ports.bgp)
         table.rule(chain, [bgp, not_local, nj.COUNTER, nj.DROP], "bgp only over wireguard")
+    _no_relay_into_mesh(table, not_wg, mesh_prefixes)
     return table.ruleset()
+
+
+def _no_relay_into_mesh(table: _Table, not_wg: Json, mesh_prefixes: Iterable[str]) -> None:
+    prefixes = list(mesh_prefixes)
+    table.chains.append(nj.base_chain("inet", BASE_TABLE, "forward", "forward", BASE_PRIO))
+    for version in (4, 6):
+        mesh = nj.address_elements(prefixes, version, collapse=True)
+        if mesh:
+            to_mesh = nj.match(nj.payload(IP[version][0], "daddr"), nj.anon(mesh))
+            rule = [not_wg, to_mesh, nj.COUNTER, nj.DROP]
+            table.rule("forward", rule, "no relay from the underlay into the mesh")
 
 
 def compile_gateway() -> Json:
