@@ -49,6 +49,7 @@ def _check_endpoint(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(naming.check_name)]
 NetnsName = Annotated[str, AfterValidator(naming.check_netns)]
+TokenId = Annotated[str, AfterValidator(naming.check_token_id)]
 WgKey = Annotated[str, AfterValidator(_check_wg_key)]
 Attributes = Annotated[dict[str, str], AfterValidator(_check_attrs)]
 Endpoint = Annotated[str, AfterValidator(_check_endpoint)]
@@ -210,7 +211,7 @@ class Token(Record):
 
     kind = "token"
     key_field = "id"
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,32}$")
+    id: TokenId
     secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     node_name: Name
     role: Role = Role.NODE

@@ -46,6 +46,12 @@ def is_token_id(value: str) -> bool:
     return TOKEN_ID_RE.fullmatch(value) is not None
 
 
+def check_token_id(value: str) -> str:
+    if not is_token_id(value):
+        raise ValueError(f"{value!r} is not a token id: 8-32 of A-Z a-z 0-9 _ - (see 'ztos token list')")
+    return value
+
+
 def is_netns(value: str, limit: int = NETNS_MAX) -> bool:
     """A single path component of /run/netns: never ``.``, ``..``, a path or empty."""
     return len(value) <= limit and value not in (".", "..") and NETNS_RE.fullmatch(value) is not None
@@ -83,6 +89,7 @@ __all__ = [
     "TOKEN_ID_RE",
     "check_name",
     "check_netns",
+    "check_token_id",
     "is_attr_key",
     "is_name",
     "is_netns",

@@ -14,13 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ztos.api.auth import ADMIN, READERS, controller_of, requires
 from ztos.controller import TokenInfo, UserInfo, actor_of
-from ztos.model import Name
+from ztos.model import Name, TokenId
 from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
-
-TokenId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,32}$")]
-
 
 class UserRevokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
