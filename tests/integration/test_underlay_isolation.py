@@ -17,6 +17,7 @@ connect to its gateway gets no answer, while ping of the gateway still works.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import socket
@@ -229,11 +230,13 @@ CONNECT = (
 
 
 def test_the_gateway_answers_ping_but_no_connection(lab: LabTopology) -> None:
-    gateway = "10.20.0.1"
-    assert ping(lab, "a1", gateway)
-    for port in ("22", "80", "53"):
-        answer = in_ns(workload_ns(lab, "a1"), "python3", "-c", CONNECT, gateway, port).stdout.strip()
-        assert answer == "timeout", f"tcp/{port} to the gateway: {answer} (a refusal means it answers)"
+    tenant = next(t for t in json.loads(admin(lab, "tenant", "list", "--json")) if t["name"] == "a")
+    gateway6 = str(ipaddress.ip_network(tenant["ipv6_prefix"]).network_address + 1)
+    for gateway in ("10.20.0.1", gateway6):
+        assert ping(lab, "a1", gateway), gateway
+        for port in ("22", "80", "53"):
+            answer = in_ns(workload_ns(lab, "a1"), "python3", "-c", CONNECT, gateway, port).stdout.strip()
+            assert answer == "timeout", f"tcp/{port} to {gateway}: {answer} (a refusal means it answers)"
     h1 = lab.host_named("h1")
     assert "ztos-gw" in in_ns(f"{h1.netns}-t-a", "nft", "list", "tables").stdout
 
