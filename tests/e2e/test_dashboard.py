@@ -16,8 +16,10 @@ One module-scoped lab and one page serve the tests, in order, like a person
 would: sign in with a one-time login code, see the three hosts, push iperf3
 traffic and watch the graph move, meet a readable API error, onboard a 4th
 host through the walkthrough and enrol it with the downloaded profile, see it
-appear and revoke it from the UI, then the phone layout. The page is never
-reloaded after signing in (checked with a marker on ``window``).
+appear and revoke it from the UI, revoke an enrolment token and a person on
+the People page (an auditor is refused there, in words), then the phone
+layout. The page is never reloaded after signing in (checked with a marker on
+``window``).
 Screenshots go to ``artifacts/screenshots/`` (gitignored).
 """
 
@@ -37,6 +39,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_root_tools
+from ztos.errors import ToolError
 from ztos.lab import checks, record, runner
 from ztos.lab.topology import LabHost, LabTopology
 
@@ -346,6 +349,103 @@ def test_audit_search_is_done_by_the_controller(page: playwright_api.Page) -> No
     )
     assert "h4" in page.inner_text("[data-testid=audit-events]")
     shot(page, "audit-search")
+
+
+def row_state(page: playwright_api.Page, body: str, key: str, value: str) -> str | None:
+    return page.get_attribute(f'[data-testid={body}] tr[{key}="{value}"]', "data-state")
+
+
+def test_people_page_revokes_a_token_and_a_user(
+    lab: LabTopology, page: playwright_api.Page, tmp_path: Path
+) -> None:
+    spare_profile = tmp_path / "spare9.profile.yaml"
+    spare = json.loads(
+        runner.run_admin(
+            lab.name, "token", "create", "--name", "spare9", "--profile-out", str(spare_profile), "--json"
+        )
+    )
+    carol = str(tmp_path / "carol.profile.yaml")
+    runner.run_admin(
+        lab.name, "token", "create", "--name", "carol", "--role", "operator", "--profile-out", carol
+    )
+    runner.run_admin(lab.name, "enroll", "--profile", carol, "--state-dir", str(tmp_path / "carol"))
+    token_row = f'[data-testid=people-tokens] tr[data-token="{spare["id"]}"]'
+
+    # An auditor sees the same page, but the controller refuses their revoke: shown in words.
+    link = json.loads(runner.run_admin(lab.name, "security", "login-link", "--role", "auditor", "--json"))
+    browser = page.context.browser
+    assert browser is not None
+    auditor = browser.new_context(ignore_https_errors=True, viewport={"width": 1366, "height": 900})
+    try:
+        other = auditor.new_page()
+        other.set_default_timeout(UI_TIMEOUT_MS)
+        other.goto(link["url"])
+        other.wait_for_selector("[data-testid=count-up]")
+        other.click('nav a[href="#/people"]')
+        other.click(f"[data-testid=revoke-token-{spare['id']}]")
+        other.click(f"[data-testid=confirm-revoke-token-{spare['id']}]")
+        other.wait_for_selector(f"{token_row} [data-testid=error]")
+        refused = other.inner_text(f"{token_row} [data-testid=error]")
+        assert "ask an admin" in refused and "{" not in refused, refused
+        shot(other, "people-refused")
+    finally:
+        auditor.close()
+    listed = json.loads(runner.run_admin(lab.name, "token", "list", "--json"))
+    assert [t["revoked"] for t in listed if t["id"] == spare["id"]] == [False]
+
+    page.click('nav a[href="#/people"]')
+    page.wait_for_selector(token_row)
+    page.wait_for_selector('[data-testid=people-users] tr[data-user="carol"]')
+    assert row_state(page, "people-tokens", "data-token", spare["id"]) == "unused"
+    assert row_state(page, "people-users", "data-user", "carol") == "active"
+    assert spare["token"] not in page.content(), "a token's secret must never reach the page"
+    shot(page, "people")
+
+    page.click(f"[data-testid=revoke-token-{spare['id']}]")
+    page.click(f"[data-testid=confirm-revoke-token-{spare['id']}]")
+    wait_dom(
+        page,
+        "(row) => document.querySelector(row)?.dataset.state === 'revoked'",
+        token_row,
+    )
+    assert not page.is_visible(f"[data-testid=revoke-token-{spare['id']}]")
+
+    page.click("[data-testid=revoke-user-carol]")
+    page.fill('[data-testid=people-users] tr[data-user="carol"] .revoke.confirm input', "left the team")
+    shot(page, "people-confirm")
+    page.click("[data-testid=confirm-revoke-user-carol]")
+    wait_dom(
+        page,
+        """() => document.querySelector('[data-testid=people-users] tr[data-user="carol"]')
+                        ?.dataset.state === 'revoked'""",
+    )
+    assert row_state(page, "people-users", "data-user", "admin") == "active"
+    shot(page, "people-revoked")
+
+    tokens = {t["id"]: t for t in json.loads(runner.run_admin(lab.name, "token", "list", "--json"))}
+    assert tokens[spare["id"]]["revoked"] is True and tokens[spare["id"]]["used"] is False
+    shown = json.loads(runner.run_admin(lab.name, "user", "show", "carol", "--json"))
+    assert shown["revoked"] is True and shown["certificates"]
+    assert all(c["revoked"] for c in shown["certificates"])
+    assert json.loads(runner.run_admin(lab.name, "user", "show", "admin", "--json"))["revoked"] is False
+    log = json.loads(runner.run_admin(lab.name, "monitoring", "logs", "--action", "user.revoke", "--json"))
+    assert [(e["target"], e["detail"]) for e in log["events"]] == [("user:carol", "left the team")]
+    with pytest.raises(ToolError, match="revoked"):
+        runner.run_admin(
+            lab.name, "enroll", "--profile", str(spare_profile), "--state-dir", str(tmp_path / "spare9")
+        )
+    nodes = json.loads(runner.run_admin(lab.name, "node", "list", "--json"))
+    assert "spare9" not in {n["name"] for n in nodes}
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        page.wait_for_selector("nav#nav", state="hidden")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390 + 1, f"the page itself must not scroll sideways ({width}px)"
+        shot(page, "phone-people")
+    finally:
+        page.set_viewport_size({"width": 1366, "height": 900})
+    assert page.evaluate("window.__ztosNoReload") is True, "the page was reloaded"
 
 
 def test_phone_viewport(page: playwright_api.Page) -> None:

@@ -11,6 +11,7 @@ import { Overview } from "./pages/overview";
 import { Topology } from "./pages/topology";
 import { Traffic } from "./pages/traffic";
 import { Devices } from "./pages/devices";
+import { People } from "./pages/people";
 import { PolicyPage } from "./pages/policy";
 import { Audit } from "./pages/audit";
 import { Dns } from "./pages/dns";
@@ -28,6 +29,7 @@ const ROUTES: Route[] = [
   { path: "topology", label: "Topology", page: Topology },
   { path: "traffic", label: "Traffic", page: Traffic },
   { path: "devices", label: "Devices & certificates", page: Devices },
+  { path: "people", label: "People & tokens", page: People },
   { path: "policy", label: "Policy", page: PolicyPage },
   { path: "audit", label: "Audit log", page: Audit },
   { path: "dns", label: "DNS", page: Dns },

@@ -45,6 +45,25 @@ export interface SecurityStatus {
   audit_events: number;
 }
 
+/** GET /api/v1/users: a person and every certificate of theirs (oldest expiry first). */
+export interface UserInfo {
+  name: string;
+  roles: Role[];
+  revoked: boolean; // every certificate of theirs is revoked
+  certificates: CertificateStatus[];
+}
+
+/** GET /api/v1/tokens: a bootstrap token as listed, never its secret. */
+export interface TokenInfo {
+  id: string;
+  node_name: string;
+  role: Role;
+  created_by: string;
+  expires_at: string;
+  used: boolean;
+  revoked: boolean;
+}
+
 export interface AuditEvent {
   seq: number;
   at: string;
