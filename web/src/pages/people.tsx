@@ -5,86 +5,12 @@
 // token is POST /api/v1/tokens/{id}/revoke. Both are admin only: anyone else
 // gets the controller's 403 in words.
 
-import type { ComponentChildren } from "preact";
-import { useState } from "preact/hooks";
-import { api, describe, session } from "../api";
+import { api, session } from "../api";
 import { Card, ErrorBox, Loading, Notice, PageHeader, Pill, Table, useAsync, useTicker } from "../components";
 import { datetime, relative, shortKey } from "../format";
 import { refreshSecurity } from "../live";
 import type { CertificateStatus, TokenInfo, UserInfo } from "../types";
-
-/** A two-step revoke: the first click explains what happens, the second does it. */
-function ConfirmRevoke({
-  testid,
-  label,
-  target,
-  withReason = false,
-  children,
-  onRevoke,
-}: {
-  testid: string; // revoke-<testid> and confirm-revoke-<testid>
-  label: string; // what the button names: "user alice", "token abc…"
-  target: string; // shown in bold in the explanation
-  withReason?: boolean;
-  children: ComponentChildren; // the explanation
-  onRevoke: (reason: string) => Promise<void>;
-}) {
-  const [confirming, setConfirming] = useState(false);
-  const [reason, setReason] = useState("revoked from the dashboard");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-
-  const revoke = async () => {
-    setBusy(true);
-    setError(null);
-    try {
-      await onRevoke(reason);
-      setConfirming(false);
-    } catch (err) {
-      setError(describe(err));
-    } finally {
-      setBusy(false);
-    }
-  };
-
-  if (!confirming) {
-    return (
-      <div class="revoke">
-        <button
-          type="button"
-          class="danger"
-          onClick={() => setConfirming(true)}
-          data-testid={`revoke-${testid}`}
-          aria-label={`Revoke ${label}`}
-        >
-          Revoke…
-        </button>
-      </div>
-    );
-  }
-  return (
-    <div class="revoke confirm">
-      <p>
-        Revoking <strong>{target}</strong>: {children}
-      </p>
-      {withReason && (
-        <label>
-          Reason{" "}
-          <input value={reason} maxLength={200} onInput={(e) => setReason((e.target as HTMLInputElement).value)} />
-        </label>
-      )}
-      <ErrorBox error={error} />
-      <div class="row">
-        <button type="button" class="danger" disabled={busy} onClick={revoke} data-testid={`confirm-revoke-${testid}`}>
-          {busy ? "Revoking…" : `Revoke ${label}`}
-        </button>
-        <button type="button" disabled={busy} onClick={() => setConfirming(false)}>
-          Cancel
-        </button>
-      </div>
-    </div>
-  );
-}
+import { ConfirmRevoke } from "./revoke";
 
 /** The certificate a person signs in with now: the unrevoked, unexpired one that lasts longest. */
 function currentCertificate(user: UserInfo, now: number): CertificateStatus | null {
