@@ -4,6 +4,12 @@ One seam for all HTTP: ``ApiClient.request`` tries each controller URL in
 turn, authenticates with the identity's client certificate, verifies the
 controller against the pinned CA, and turns every failure into the ZTOS
 error tree (``{"error", "detail"}`` bodies become the matching exception).
+
+Failover: the URL that answered last is tried first (a dead replica costs
+one failed connect, not one per request), and connecting, TLS included, may
+take at most ``CONNECT_TIMEOUT`` whatever the request's own timeout, so a
+replica that vanished without a reset (host down, partition) is left within
+that bound. A long-poll cut by its replica's death is re-sent to the next one.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ STATUS_ERRORS: dict[int, type[errors.ZtosError]] = {
     422: errors.InvalidInput,
     503: errors.Unreachable,
 }
+CONNECT_TIMEOUT = 1.5  # seconds to reach a controller (TCP + TLS) before trying the next
 
 
 def api_path(*segments: str) -> str:
@@ -72,6 +79,7 @@ class ApiClient:
     context: ssl.SSLContext | bool
     timeout: float = 10.0
     _sessions: dict[str, httpx.Client] = field(default_factory=dict, repr=False)
+    _answered: str | None = field(default=None, repr=False)  # the URL that answered last
 
     @classmethod
     def for_identity(cls, urls: list[str], identity: IdentityDir, timeout: float = 10.0) -> ApiClient:
@@ -80,9 +88,15 @@ class ApiClient:
     def session(self, url: str) -> httpx.Client:
         if url not in self._sessions:
             self._sessions[url] = httpx.Client(
-                base_url=url.rstrip("/"), verify=self.context, timeout=self.timeout
+                base_url=url.rstrip("/"), verify=self.context, timeout=_timeout(self.timeout)
             )
         return self._sessions[url]
+
+    def ordered_urls(self) -> list[str]:
+        """The configured URLs, the one that answered last first."""
+        if self._answered not in self.urls:
+            return list(self.urls)
+        return [self._answered, *(url for url in self.urls if url != self._answered)]
 
     def close(self) -> None:
         for session in self._sessions.values():
@@ -99,10 +113,10 @@ class ApiClient:
         timeout: float | None = None,
     ) -> Any:
         last: errors.ZtosError = errors.Unreachable("no controller URL configured")
-        for url in self.urls:
+        for url in self.ordered_urls():
             try:
                 response = self.session(url).request(
-                    method, path, json=json, params=params, timeout=timeout or self.timeout
+                    method, path, json=json, params=params, timeout=_timeout(timeout or self.timeout)
                 )
             except httpx.ConnectError as exc:
                 last = _connect_error(url, exc)
@@ -110,12 +124,17 @@ class ApiClient:
                     continue
                 raise last from exc
             except httpx.TransportError as exc:
-                last = errors.Unreachable(f"controller {url}: {exc}")
+                last = errors.Unreachable(f"controller {url}: {exc or type(exc).__name__}")
                 continue
+            self._answered = url
             if response.status_code >= 400:
                 raise error_from_response(response)
             return response.json() if response.content else None
         raise last
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT))
 
 
 def _connect_error(url: str, exc: httpx.ConnectError) -> errors.ZtosError:

@@ -4,7 +4,9 @@ the real CLI, real mTLS clients, and every kind of bad input refused."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from harness import RunningController, admin_client, node_client
 from ztos import errors, pki
-from ztos.client import ApiClient
+from ztos.client import CONNECT_TIMEOUT, ApiClient
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.keys import generate_wg_keypair
 from ztos.model import Role
@@ -228,6 +230,42 @@ def test_policy_apply_wakes_a_node_watch_without_its_text(
     kinds = {c["kind"] for c in result["changes"]}
     assert "policyhead" in kinds and "policyrev" not in kinds, kinds
     assert all(c["data"] is None for c in result["changes"] if c["kind"] == "policyhead")
+
+
+class Blackhole:
+    """A loopback port that accepts connections and never answers (a replica that hangs
+    or vanished without a reset); counts the connections made to it."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        for conn in [*self.accepted, self.listener]:
+            conn.close()
+
+
+def test_client_fails_over_within_the_connect_bound_and_sticks(controller: RunningController) -> None:
+    hole = Blackhole()
+    try:
+        client = ApiClient.for_identity([hole.url, controller.url], IdentityDir(controller.home))
+        started = time.monotonic()
+        assert client.request("GET", "/api/v1/nodes") == []
+        failover = time.monotonic() - started
+        assert len(hole.accepted) == 1
+        assert failover < CONNECT_TIMEOUT + 2.5, f"failover took {failover:.1f}s"
+        for _ in range(3):
+            client.request("GET", "/api/v1/nodes")
+        assert len(hole.accepted) == 1, "the replica that answered is asked first from then on"
+    finally:
+        hole.close()
 
 
 def test_foreign_directory_file_refused(controller: RunningController, tmp_path: Path) -> None:
