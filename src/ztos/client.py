@@ -24,9 +24,6 @@ import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import errors, naming, pki
-from ztos.discovery import find_controllers
-from ztos.discovery.names import as_name
-from ztos.discovery.updates import resolve
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile
 from ztos.enroll.server import EnrollRequest, EnrollResponse
@@ -180,6 +177,8 @@ def controller_urls(profile: Profile) -> list[str]:
     """The profile's URLs, or those its domain's ``_ztos-api._tcp`` SRV records name."""
     if profile.controllers:
         return profile.controllers
+    from ztos.discovery.updates import find_controllers  # dnspython: only hosts found by SRV need it
+
     assert profile.domain and profile.resolver  # the profile model guarantees one or the other
     host, _, port = profile.resolver.rpartition(":")
     server = host.strip("[]")
@@ -196,6 +195,9 @@ def controller_urls(profile: Profile) -> list[str]:
 def _addressed(url: str, server: str, port: int) -> list[str]:
     """The SRV target resolved at the same authoritative server (the host's own
     resolver does not know the overlay zone): one URL per address, IPv6 first."""
+    from ztos.discovery.names import as_name
+    from ztos.discovery.updates import resolve
+
     parts = urlsplit(url)
     assert parts.hostname is not None
     name = as_name(parts.hostname + ".")

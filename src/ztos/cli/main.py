@@ -2,55 +2,93 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from typer._click.core import Command, Context  # the click Typer vendors and types its groups with
 
 from ztos import statedir
-from ztos.cli import admin, monitoring, people
-from ztos.cli.agent import agent_app
 from ztos.cli.context import CliState, fail, parse_duration, print_json, state, ztos_home
-from ztos.cli.dns import dns_app, service_app
-from ztos.cli.lab import lab_app
-from ztos.cli.policy import policy_app
-from ztos.cli.tenants import network_app, tenant_app, workload_app
-from ztos.client import enroll_host
-from ztos.controller import Controller, initialise_network
-from ztos.directory import open_store
-from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import format_validation_error, load_profile
 from ztos.errors import ZtosError
 
 DEFAULT_DB = Path("/var/lib/ztos/controller/directory.db")
 DEFAULT_AGENT_STATE = Path("/var/lib/ztos/agent")
 
+
+def _token() -> typer.Typer:
+    from ztos.cli import admin, people  # people adds 'token list' and 'token revoke'
+
+    assert people.user_app is not None
+    return admin.token_app
+
+
+def _security() -> typer.Typer:
+    from ztos.cli import admin, monitoring
+
+    if not any(c.name == "login-link" for c in admin.security_app.registered_commands):
+        admin.security_app.command("login-link")(monitoring.login_link)
+    return admin.security_app
+
+
+def _attr(module: str, name: str) -> Callable[[], typer.Typer]:
+    def load() -> typer.Typer:
+        app: typer.Typer = getattr(importlib.import_module(module), name)
+        return app
+
+    return load
+
+
+# Each command group is imported only when invoked: the agent's group pulls in
+# the data plane (pyroute2), monitoring Prometheus, dns dnspython, and an admin
+# command should not pay for them on every call (scripts call the CLI a lot).
+GROUPS: dict[str, Callable[[], typer.Typer]] = {
+    "token": _token,
+    "node": _attr("ztos.cli.admin", "node_app"),
+    "user": _attr("ztos.cli.people", "user_app"),
+    "security": _security,
+    "monitoring": _attr("ztos.cli.monitoring", "monitoring_app"),
+    "agent": _attr("ztos.cli.agent", "agent_app"),
+    "lab": _attr("ztos.cli.lab", "lab_app"),
+    "tenant": _attr("ztos.cli.tenants", "tenant_app"),
+    "workload": _attr("ztos.cli.tenants", "workload_app"),
+    "network": _attr("ztos.cli.tenants", "network_app"),
+    "dns": _attr("ztos.cli.dns", "dns_app"),
+    "policy": _attr("ztos.cli.policy", "policy_app"),
+    "service": _attr("ztos.cli.dns", "service_app"),
+}
+
+
+class LazyGroups(typer.core.TyperGroup):
+    """The root group: ``GROUPS`` are listed always and built on first use."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *GROUPS})
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in GROUPS:
+            return super().get_command(ctx, cmd_name)
+        command = typer.main.get_command(GROUPS[cmd_name]())
+        command.name = cmd_name
+        return command
+
+
 app = typer.Typer(
     name="ztos",
+    cls=LazyGroups,
     help="ZTOS: zero trust overlay network. Enrol hosts, manage identities, run the controller.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 controller_app = typer.Typer(help="Run the controller.", no_args_is_help=True)
 app.add_typer(controller_app, name="controller")
-app.add_typer(admin.token_app, name="token")
-app.add_typer(admin.node_app, name="node")
-app.add_typer(people.user_app, name="user")
-app.add_typer(admin.security_app, name="security")
-app.add_typer(monitoring.monitoring_app, name="monitoring")
-admin.security_app.command("login-link")(monitoring.login_link)
-app.add_typer(agent_app, name="agent")
-app.add_typer(lab_app, name="lab")
-app.add_typer(tenant_app, name="tenant")
-app.add_typer(workload_app, name="workload")
-app.add_typer(network_app, name="network")
-app.add_typer(dns_app, name="dns")
-app.add_typer(policy_app, name="policy")
-app.add_typer(service_app, name="service")
 
 
 @app.callback()
@@ -90,6 +128,10 @@ def init(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a network: CA, overlay prefixes, first admin identity in $ZTOS_HOME."""
+    from ztos.controller import initialise_network
+    from ztos.directory import open_store
+    from ztos.enroll.identity_dir import IdentityDir
+
     home = state(ctx).home
     statedir.secure_controller(db, pki_dir_for(db, pki_dir))
     store = open_store(str(db))
@@ -158,8 +200,10 @@ def controller_serve(
     os.environ["ZTOS_SESSION_TTL"] = str(parse_duration(session_ttl))
     os.environ["ZTOS_METRICS_PUBLIC"] = "1" if metrics_public else ""
     from ztos.api.server import parse_listen, serve
+    from ztos.controller import Controller
     from ztos.controller.dns import DnsService, DnsSettings
     from ztos.controller.posture import PostureWatchdog
+    from ztos.directory import open_store
 
     if not db.exists():
         fail(f"no directory at {db}: run 'ztos init --db {db}' first")
@@ -199,6 +243,9 @@ def enroll(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Enrol this host with a profile (zero-touch; safe to re-run)."""
+    from ztos.client import enroll_host
+    from ztos.enroll.identity_dir import IdentityDir
+
     statedir.secure_agent(state_dir)
     outcome = enroll_host(load_profile(profile), IdentityDir(state_dir), endpoint or [])
     if json_out:
