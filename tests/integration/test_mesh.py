@@ -142,7 +142,8 @@ def test_sigkilled_agent_restarts_without_reenrolling_or_disturbing_others(lab: 
     output, _ = pinger.communicate(timeout=30)
     assert " 0% packet loss" in output, output
     assert (h1.agent_state / "tls.crt").read_bytes() == certificate_before
-    assert "already enrolled" in h1.agent_log.read_text()
+    # the pings ride the data plane the killed agent left; the new agent says so once it is up
+    wait_for(lambda: "already enrolled" in h1.agent_log.read_text(), 30, "the restarted agent's start")
     assert netns_run(h1, "ping", "-c", "1", "-W", "2", overlay6(h3)).returncode == 0
 
 
