@@ -137,7 +137,7 @@ async def watch(
             shown = [out for change in changes if (out := visible(change, who.role)) is not None]
             if changes:
                 since = changes[-1].rev  # invisible changes are skipped, not waited on again
-            if shown or loop.time() >= deadline or signal.closed:
+            if shown or loop.time() >= deadline or signal.closed or hangup.done():
                 return WatchResult(revision=since, changes=shown)
             if not changes:
                 await sleep_until_change(signal, since, deadline - loop.time(), hangup)
