@@ -2,7 +2,8 @@
 
 A write wakes a watch held on another controller process, a client that hangs
 up stops costing reads, and SIGTERM with long-polls open stops the controller
-cleanly (exit 0, no tracebacks) within a few seconds.
+cleanly (exit 0, one line of log, watches answered, streams ended) within a
+few seconds.
 """
 
 from __future__ import annotations
@@ -115,6 +116,26 @@ def test_a_watch_whose_client_hung_up_stops_reading(controller: RunningControlle
     )
 
 
+class Stream(threading.Thread):
+    """A dashboard's live stream (server-sent events): the event names it received."""
+
+    def __init__(self, client: ApiClient, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.url = client, url
+        self.events: list[tuple[str, str]] = []
+        self.ticking = threading.Event()
+
+    def run(self) -> None:
+        with self.client.session(self.url).stream("GET", "/api/v1/monitoring/stream", timeout=30) as response:
+            event = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    self.events.append((event, line.removeprefix("data: ")))
+                    self.ticking.set()
+
+
 def test_sigterm_with_open_watches_exits_cleanly(controller: RunningController) -> None:
     admin = admin_client(controller)
     revision = admin.request("GET", "/api/v1/watch", params={"since": 0, "timeout": 0})["revision"]
@@ -122,22 +143,25 @@ def test_sigterm_with_open_watches_exits_cleanly(controller: RunningController) 
         Watch(ApiClient.for_identity([controller.url], IdentityDir(controller.home)), revision)
         for _ in range(3)
     ]
-    for watch in watches:
-        watch.start()
+    stream = Stream(admin_client(controller), controller.url)
+    for thread in (*watches, stream):
+        thread.start()
     wait_until(lambda: metric(admin, controller.url, "ztos_controller_watches") == 3, 10, "watches open")
+    assert stream.ticking.wait(10), "the stream sent no tick"
     log_before = controller.log.read_text()
     started = time.monotonic()
     controller.process.send_signal(signal.SIGTERM)
     returncode = controller.process.wait(timeout=10)
     stopped_in = time.monotonic() - started
-    for watch in watches:
-        watch.join(timeout=5)
+    for thread in (*watches, stream):
+        thread.join(timeout=5)
     output = controller.log.read_text()[len(log_before) :]
     assert returncode == 0, output
     assert stopped_in < 3, f"took {stopped_in:.1f}s to stop"
     assert "Traceback" not in output and "CancelledError" not in output, output
-    assert "controller stopped (SIGTERM): 3 open watch(es) answered" in output
+    assert output.splitlines() == ["controller stopped (SIGTERM): 3 open watch(es) answered"]
     for watch in watches:
         assert watch.error is None, watch.error
         assert watch.result == {"revision": revision, "changes": []}
         assert watch.returned_at - started < 3
+    assert stream.events[-1][0] == "end" and '"stopping"' in stream.events[-1][1], stream.events[-3:]
