@@ -9,6 +9,7 @@ child Python, so they need nothing back-end specific. Tests at the end, under
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -521,6 +522,58 @@ def _check_whole_batches(backend: Backend, delays: list[float]) -> None:
     finally:
         reopened.close()
     backend.check_integrity(backend.location)
+
+
+# --------------------------------------------------------------------------- change signal
+
+
+def test_a_commit_raises_the_change_signal_at_once(store: Store) -> None:
+    signal = store.change_signal()
+    assert signal.revision == store.revision()
+    (rev,) = _put(store, Device(name="d1"))
+    assert signal.revision == rev  # in this process: before the commit call returns
+    with store.transaction() as tx:  # an audit-only transaction has no revision to signal
+        tx.audit(AuditDraft(actor="t", action="noop", target="x"))
+    assert signal.revision == rev
+    assert store.change_signal() is signal, "one signal per store"
+
+
+ONE_WRITE = """
+import sys
+from ztos.directory import open_store
+from ztos.model import Device
+store = open_store(sys.argv[1])
+with store.transaction() as tx:
+    print(tx.put(Device(name="from-child")), flush=True)
+store.close()
+"""
+
+
+def test_a_commit_of_another_process_reaches_the_signal(backend: Backend, store: Store) -> None:
+    signal = store.change_signal()
+    child = _spawn(ONE_WRITE, backend.location)
+    out, _ = child.communicate(timeout=60)
+    rev = int(out)
+
+    async def woken() -> int:
+        return await signal.wait_for_revision(rev - 1, timeout=2)
+
+    assert asyncio.run(woken()) == rev, "another process's commit did not reach the signal within 2 s"
+
+
+def test_closing_the_store_wakes_its_watchers(backend: Backend) -> None:
+    opened = backend.open()
+    signal = opened.change_signal()
+
+    async def scenario() -> int:
+        waiting = asyncio.ensure_future(signal.wait_for_revision(signal.revision, timeout=30))
+        while signal.waiting == 0:
+            await asyncio.sleep(0)
+        await asyncio.to_thread(opened.close)
+        return await asyncio.wait_for(waiting, 5)
+
+    assert asyncio.run(scenario()) == signal.revision
+    assert signal.closed
 
 
 # --------------------------------------------------------------------------- SQLite file handling

@@ -222,11 +222,12 @@ def controller_serve(
     watchdog = PostureWatchdog(controller, posture_timeout)
     watchdog.start()
     try:
-        serve(controller, pki_dir_for(db, pki_dir), listen, names)
+        stopped = serve(controller, pki_dir_for(db, pki_dir), listen, names)
     finally:
         watchdog.stop.set()
         if isinstance(controller.dns, DnsService):
             controller.dns.stop()
+    print(stopped, file=sys.stderr)
 
 
 def _url_host(host: str) -> str:

@@ -27,7 +27,7 @@ from ztos.audit import AuditDraft, verify_chain
 from ztos.controller import policies
 from ztos.controller.refusals import RefusalLimiter
 from ztos.controller.status import HostSecurity, NetworkStatus, StatusBoard
-from ztos.directory import Change, Store
+from ztos.directory import Change, ChangeSignal, Store
 from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile, format_validation_error
@@ -472,9 +472,7 @@ class Controller:
         events = self.audit_log(0, 1_000_000)
         now = self.clock()
         certificates = [
-            _certificate_status(r)
-            for r in self.store.list(CertificateRecord)
-            if r.not_after > now
+            _certificate_status(r) for r in self.store.list(CertificateRecord) if r.not_after > now
         ]
         return SecurityStatus(
             network=self.network().name,
@@ -493,6 +491,10 @@ class Controller:
 
     def changes(self, since_rev: int, limit: int = 1000) -> list[Change]:
         return self.store.changes(since_rev, limit)
+
+    def change_signal(self) -> ChangeSignal:
+        """What watchers sleep on between reads of ``changes`` (closed on shutdown)."""
+        return self.store.change_signal()
 
     def _audit(self, actor: str, action: str, target: str, outcome: str, detail: str) -> None:
         with self.store.transaction() as tx:
@@ -563,11 +565,7 @@ def _certificate_status(r: CertificateRecord) -> CertificateStatus:
 
 
 def _user_info(user: User, records: list[CertificateRecord]) -> UserInfo:
-    mine = [
-        _certificate_status(r)
-        for r in records
-        if r.subject == user.name and r.role is not Role.NODE
-    ]
+    mine = [_certificate_status(r) for r in records if r.subject == user.name and r.role is not Role.NODE]
     return UserInfo(
         name=user.name,
         roles=user.roles,

@@ -4,6 +4,7 @@
 OpenLDAP later); ``open_store`` picks the back end from a path or URL.
 """
 
+from ztos.directory.signal import ChangeSignal
 from ztos.directory.store import Change, Store, Transaction, open_store
 
-__all__ = ["Change", "Store", "Transaction", "open_store"]
+__all__ = ["Change", "ChangeSignal", "Store", "Transaction", "open_store"]

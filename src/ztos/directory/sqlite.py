@@ -23,12 +23,19 @@ Concurrency: writes go through one connection guarded by a lock and run in
 and processes queue on SQLite's write lock (``busy_timeout``). Reads outside a
 transaction use a small pool of separate connections, so they see committed
 data only, never a transaction in progress, and under WAL never block writers.
+
+Change signal (``ztos.directory.signal``): a commit notifies the store's
+``ChangeSignal`` at once; commits of other processes are noticed by one thread
+per store that checks ``PRAGMA data_version`` (a number SQLite bumps when
+another connection commits, read from the shared WAL index without touching
+the tables) every ``DATA_VERSION_INTERVAL_S``.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -39,6 +46,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ztos.audit import GENESIS_HASH, AuditDraft, seal
+from ztos.directory.signal import ChangeSignal
 from ztos.directory.store import Change, Store, Transaction
 from ztos.errors import (
     Conflict,
@@ -54,6 +62,8 @@ R = TypeVar("R", bound=Record)
 
 APPLICATION_ID = 0x5A544F53  # "ZTOS" in ASCII
 BUSY_TIMEOUT_S = 10.0
+DATA_VERSION_INTERVAL_S = 0.05  # how soon a watcher hears of another process's commit
+log = logging.getLogger("ztos.directory")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 MIGRATIONS: list[str] = [
@@ -306,6 +316,7 @@ class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime]) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._clock = clock
+        self.last_revision = 0  # the newest revision written, 0 if none: what the commit signals
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -370,7 +381,8 @@ class SqliteTransaction:
 
     def _next_revision(self) -> int:
         sql = "UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value"
-        return int(_rows(self._db, sql)[0][0])
+        self.last_revision = int(_rows(self._db, sql)[0][0])
+        return self.last_revision
 
     def _log_change(self, rev: int, kind: str, key: str, op: str, data: str | None) -> None:
         self._db.execute(
@@ -390,6 +402,9 @@ class SqliteStore:
         self._idle: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._closed = False
+        self._signal: ChangeSignal | None = None
+        self._signal_lock = threading.Lock()
+        self._version_watch: _DataVersionWatch | None = None
         self._writer = self._open_writer()
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -431,6 +446,8 @@ class SqliteStore:
         try:
             yield tx
             conn.execute("COMMIT")
+            if tx.last_revision and self._signal is not None:
+                self._signal.notify(tx.last_revision)
         except sqlite3.Error as exc:
             _rollback(conn)
             raise DirectoryError(f"directory {self.path}: transaction failed: {exc}") from exc
@@ -490,10 +507,26 @@ class SqliteStore:
         with self._reader() as conn:
             return [_event_from_row(row) for row in _rows(conn, sql, (after_seq, limit))]
 
+    def change_signal(self) -> ChangeSignal:
+        """This store's signal, made (and its ``data_version`` thread started) on first use."""
+        with self._signal_lock:
+            if self._signal is None:
+                self._check_open()
+                signal = ChangeSignal(self.revision())
+                self._version_watch = _DataVersionWatch(self.path, signal)
+                self._version_watch.start()
+                self._signal = signal
+            return self._signal
+
     def close(self) -> None:
         """Close every connection; waits for a transaction in progress to finish."""
         if getattr(self._local, "in_transaction", False):
             raise DirectoryError("cannot close the directory inside one of its transactions")
+        with self._signal_lock:
+            if self._version_watch is not None:
+                self._version_watch.stop()
+            if self._signal is not None:
+                self._signal.close()
         with self._write_lock, self._pool_lock:
             if self._closed:
                 return
@@ -505,6 +538,47 @@ class SqliteStore:
     def _check_open(self) -> None:
         if self._closed:
             raise DirectoryError(f"directory {self.path} has been closed")
+
+
+class _DataVersionWatch:
+    """One thread per store: feeds other processes' commits into the signal.
+
+    ``PRAGMA data_version`` changes when any other connection commits; only
+    then is the revision read (one small query), so an idle directory costs
+    one pragma per interval per process, whatever the number of watchers.
+    """
+
+    def __init__(self, path: str, signal: ChangeSignal, interval: float = DATA_VERSION_INTERVAL_S) -> None:
+        self._path, self._signal, self._interval = path, signal, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ztos-data-version", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        conn = _connect(self._path)
+        try:
+            seen = None
+            while not self._stop.wait(self._interval):
+                seen = self._check(conn, seen)
+        finally:
+            conn.close()
+
+    def _check(self, conn: sqlite3.Connection, seen: int | None) -> int | None:
+        try:
+            version = int(_rows(conn, "PRAGMA data_version")[0][0])
+            if version != seen:
+                self._signal.notify(int(_rows(conn, "SELECT value FROM meta WHERE name = 'revision'")[0][0]))
+            return version
+        except sqlite3.Error as exc:  # a busy or briefly unreadable file: try again next time
+            log.warning("directory %s: cannot check for changes: %s", self._path, exc)
+            return seen
 
 
 def _check_limit(limit: int) -> None:

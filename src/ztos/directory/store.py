@@ -13,7 +13,8 @@ Semantics every back end must honour (the contract tests in
 * Every ``put``/``create``/``delete`` gets the next revision; revisions
   increase strictly and are never reused, even across processes.
 * ``changes(since_rev)`` returns the changes with ``rev > since_rev`` in
-  order; a watcher long-polls by remembering the last ``rev`` it saw.
+  order; a watcher long-polls by remembering the last ``rev`` it saw, and
+  sleeps on ``change_signal()`` (``ztos.directory.signal``) between reads.
 * Audit events are appended inside transactions and hash-chained
   (``ztos.audit``); they are not part of the change feed.
 * ``claim_once`` remembers short-lived one-time tokens (e.g. the MACs of
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from ztos.audit import AuditDraft
+from ztos.directory.signal import ChangeSignal
 from ztos.model import AuditEvent, Record
 
 R = TypeVar("R", bound=Record)
@@ -91,6 +93,11 @@ class Store(Protocol):
     def changes(self, since_rev: int, limit: int = 1000) -> builtins.list[Change]: ...
 
     def audit_events(self, after_seq: int = 0, limit: int = 1000) -> builtins.list[AuditEvent]: ...
+
+    def change_signal(self) -> ChangeSignal:
+        """The signal notified after every commit: at once in this process, within
+        about 0.1 s for commits of other processes over the same directory."""
+        ...
 
     def close(self) -> None: ...
 

@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ztos.api.auth import NODES, READERS, auth_state, controller_of, requires
 from ztos.api.limits import MAX_STORED_INT
+from ztos.api.routes.watch import watch_stats
 from ztos.audit import verify_chain
 from ztos.controller import Controller
 from ztos.controller.metrics import (
@@ -146,7 +147,7 @@ def prometheus(request: Request) -> Response:
     body = snapshots(request).get(
         "prometheus", lambda: render_prometheus(current_view(controller, history=False))
     )
-    return Response(body, media_type=PROMETHEUS_CONTENT_TYPE)
+    return Response(body + watch_stats(request.app).prometheus(), media_type=PROMETHEUS_CONTENT_TYPE)
 
 
 @router.get("/api/v1/monitoring/metrics", response_model=MetricsView)
@@ -265,6 +266,7 @@ async def stream_events(request: Request, cursor: int, duration: float | None) -
     controller, cache = controller_of(request), snapshots(request)
     loop = asyncio.get_running_loop()
     ends = None if duration is None else loop.time() + duration
+    stopping = controller.change_signal()  # closed when the controller shuts down
     yield f"retry: {int(TICK_SECONDS * 2000)}\n\n"
     while ends is None or loop.time() < ends:
         try:
@@ -274,8 +276,11 @@ async def stream_events(request: Request, cursor: int, duration: float | None) -
             return
         payload, cursor = await run_in_threadpool(next_tick, controller, cache, cursor)
         yield sse("tick", payload.model_dump_json(), cursor)
-        await asyncio.sleep(TICK_SECONDS)
+        await stopping.sleep(TICK_SECONDS)
         if await request.is_disconnected():
+            return
+        if stopping.closed:
+            yield sse("end", json.dumps({"error": "stopping", "detail": "the controller is stopping"}))
             return
     yield sse("end", json.dumps({"error": "duration", "detail": "the requested duration is over"}))
 

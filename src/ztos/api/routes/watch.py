@@ -8,27 +8,32 @@ kinds they need for their node map; token secrets' hashes are never sent.
 Records the policy is evaluated over (the active-policy head, users, groups)
 wake nodes too, without their data: a woken agent re-fetches its node map,
 which carries its rules, so ``policy apply`` reaches the hosts at once.
+
+Between reads a watcher sleeps on the directory's ``ChangeSignal``
+(``ztos.directory.signal``): a commit wakes it at once, whichever controller
+process made it, and an idle watcher costs no reads at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive
 
 from ztos.api.auth import ANYONE, controller_of, requires
 from ztos.api.limits import MAX_STORED_INT
-from ztos.directory import Change
+from ztos.directory import Change, ChangeSignal
 from ztos.model import Role
 from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1", tags=["watch"])
 
-POLL_INTERVAL = 0.05
+MAX_BODY_MESSAGES = 64
 NODE_VISIBLE_KINDS = frozenset({"network", "node", "tenant", "workload"})
 NODE_WAKE_KINDS = frozenset({"policyhead", "user", "group", "device"})
 REDACTED_KINDS = frozenset({"token", "tsigkey"})
@@ -56,6 +61,57 @@ def visible(change: Change, role: Role) -> ChangeOut | None:
     return ChangeOut(rev=change.rev, kind=change.kind, key=change.key, op=change.op, data=data)
 
 
+@dataclass
+class WatchStats:
+    """This process's long-polls, for ``/metrics``: how many are open and how many
+    change-feed reads they made (an idle or disconnected watcher adds none)."""
+
+    open: int = 0
+    reads: int = 0
+
+    def prometheus(self) -> bytes:
+        return (
+            "# HELP ztos_controller_watches Long-polls of /api/v1/watch open in this controller process.\n"
+            "# TYPE ztos_controller_watches gauge\n"
+            f"ztos_controller_watches {self.open}\n"
+            "# HELP ztos_controller_watch_reads_total Change-feed reads made by those long-polls.\n"
+            "# TYPE ztos_controller_watch_reads_total counter\n"
+            f"ztos_controller_watch_reads_total {self.reads}\n"
+        ).encode()
+
+
+def watch_stats(app: Any) -> WatchStats:
+    """This app's watch statistics, made on first use (the app's state is per process)."""
+    stats: WatchStats | None = getattr(app.state, "watch_stats", None)
+    if stats is None:
+        stats = app.state.watch_stats = WatchStats()
+    return stats
+
+
+async def until_disconnected(receive: Receive) -> None:
+    """Return when the client hangs up (ASGI ``http.disconnect``).
+
+    A GET's body has been delivered by then, so each further ``receive`` blocks
+    until the connection ends; a client that streams a body keeps us listening
+    for at most ``MAX_BODY_MESSAGES`` messages, then its long-poll just times out.
+    """
+    for _ in range(MAX_BODY_MESSAGES):
+        if (await receive())["type"] == "http.disconnect":
+            return
+    await asyncio.get_running_loop().create_future()  # never resolved; cancelled with the watch
+
+
+async def sleep_until_change(
+    signal: ChangeSignal, since: int, timeout: float, hangup: asyncio.Future[None]
+) -> None:
+    """Wait for a revision past ``since``, the timeout, shutdown or the client leaving."""
+    woken: asyncio.Future[Any] = asyncio.ensure_future(signal.wait_for_revision(since, timeout))
+    try:
+        await asyncio.wait({woken, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+
+
 @router.get("/watch", response_model=WatchResult)
 async def watch(
     request: Request,
@@ -63,14 +119,30 @@ async def watch(
     since: Annotated[int, Query(ge=0, le=MAX_STORED_INT)] = 0,
     timeout: Annotated[float, Query(ge=0, le=60)] = 25.0,
 ) -> WatchResult:
-    controller = controller_of(request)
-    deadline = time.monotonic() + timeout
-    while True:
-        changes = await run_in_threadpool(controller.changes, since)
-        shown = [out for change in changes if (out := visible(change, who.role)) is not None]
-        if changes:
-            since = changes[-1].rev  # invisible changes are skipped, not waited on again
-        if shown or time.monotonic() >= deadline:
-            return WatchResult(revision=since, changes=shown)
-        if not changes:
-            await asyncio.sleep(POLL_INTERVAL)
+    """Read the feed; while it has nothing for the caller, sleep on the change signal.
+
+    Returns early, with what it has, when the controller shuts down; a caller
+    that hung up gets no further reads.
+    """
+    controller, stats = controller_of(request), watch_stats(request.app)
+    signal = controller.change_signal()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    hangup = asyncio.ensure_future(until_disconnected(request.receive))
+    stats.open += 1
+    try:
+        while True:
+            stats.reads += 1
+            changes = await run_in_threadpool(controller.changes, since)
+            shown = [out for change in changes if (out := visible(change, who.role)) is not None]
+            if changes:
+                since = changes[-1].rev  # invisible changes are skipped, not waited on again
+            if shown or loop.time() >= deadline or signal.closed or hangup.done():
+                return WatchResult(revision=since, changes=shown)
+            if not changes:
+                await sleep_until_change(signal, since, deadline - loop.time(), hangup)
+                if hangup.done():
+                    return WatchResult(revision=since, changes=[])
+    finally:
+        stats.open -= 1
+        hangup.cancel()
