@@ -128,3 +128,12 @@ def test_agent_status_reported_to_a_is_shown_by_b(replicas: Replicas) -> None:
     to_b.request("PUT", "/api/v1/nodes/self/status", json=other)
     on_a = json.loads(replicas.a.ztos("network", "status", "--json").stdout)["bgp_sessions"]
     assert on_a == {"zr-h2": status["bgp"], "zr-h3": other["bgp"]}
+
+
+def test_posture_timeout_must_be_positive(controller: RunningController) -> None:
+    for bad in ("0", "-1", "nan"):
+        refused = controller.ztos(
+            "controller", "serve", "--db", str(controller.db), "--posture-timeout", bad, check=False
+        )
+        assert refused.returncode == 1 and "--posture-timeout must be more than 0" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
