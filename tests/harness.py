@@ -31,6 +31,7 @@ class RunningController:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    args: tuple[str, ...] = ()  # extra ``ztos controller serve`` options
 
     @property
     def env(self) -> dict[str, str]:
@@ -55,14 +56,16 @@ class RunningController:
                 self.process.wait(timeout=10)
 
     def start(self) -> None:
-        self.process = spawn_controller(self.db, self.url, self.log, self.env)
+        self.process = spawn_controller(self.db, self.url, self.log, self.env, self.args)
 
 
-def spawn_controller(db: Path, url: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def spawn_controller(
+    db: Path, url: str, log: Path, env: dict[str, str], args: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     port = url.rsplit(":", 1)[1]
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [*ZTOS, "controller", "serve", "--db", str(db), "--listen", f"127.0.0.1:{port}"],
+            [*ZTOS, "controller", "serve", "--db", str(db), "--listen", f"127.0.0.1:{port}", *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -92,7 +95,7 @@ def node_client(controller: RunningController, state: Path) -> ApiClient:
     return ApiClient.for_identity([controller.url], IdentityDir(state))
 
 
-def start_controller(tmp_path: Path) -> RunningController:
+def start_controller(tmp_path: Path, args: tuple[str, ...] = ()) -> RunningController:
     """``ztos init`` a fresh network in ``tmp_path`` and serve it on a free loopback port."""
     home, db = tmp_path / "admin", tmp_path / "controller" / "directory.db"
     url = f"https://127.0.0.1:{free_port()}"
@@ -100,6 +103,15 @@ def start_controller(tmp_path: Path) -> RunningController:
     subprocess.run(
         [*ZTOS, "init", "--db", str(db), "--controller-url", url], env=env, check=True, capture_output=True
     )
-    running = RunningController(home, db, url, None, tmp_path / "controller.log")  # type: ignore[arg-type]
+    running = RunningController(home, db, url, None, tmp_path / "controller.log", args)  # type: ignore[arg-type]
     running.start()
     return running
+
+
+def start_replica(first: RunningController, name: str, args: tuple[str, ...] = ()) -> RunningController:
+    """A second ``ztos controller serve`` over ``first``'s directory, on another loopback port."""
+    url = f"https://127.0.0.1:{free_port()}"
+    log = first.log.with_name(f"{name}.log")
+    replica = RunningController(first.home, first.db, url, None, log, args)  # type: ignore[arg-type]
+    replica.start()
+    return replica

@@ -373,6 +373,76 @@ def test_threads_claiming_one_token_have_exactly_one_winner(store: Store) -> Non
     assert sorted(wins) == [False] * 7 + [True]
 
 
+# --------------------------------------------------------------------------- shared state
+
+
+def _put_state(
+    store: Store, key: str, data: dict[str, Any], now: float = T0, ttl: float | None = None
+) -> None:
+    with store.transaction() as tx:
+        tx.put_state("zr", key, data, now, ttl)
+
+
+def _take_state(store: Store, key: str, now: float = T0) -> dict[str, Any] | None:
+    with store.transaction() as tx:
+        return tx.take_state("zr", key, now)
+
+
+def test_state_is_overwritten_per_key_and_listed_by_scope(store: Store) -> None:
+    _put_state(store, "h1", {"at": 1})
+    _put_state(store, "h1", {"at": 2})
+    _put_state(store, "h2", {"at": 3})
+    with store.transaction() as tx:
+        tx.put_state("zr-other", "h1", {"at": 9}, T0)
+    assert store.list_state("zr", T0) == {"h1": {"at": 2}, "h2": {"at": 3}}
+    assert store.get_state("zr-other", "h1", T0) == {"at": 9}
+    assert store.get_state("zr", "h3", T0) is None
+
+
+def test_state_gets_no_revision_and_is_not_in_the_feed(store: Store) -> None:
+    _put_state(store, "h1", {"at": 1})
+    assert _take_state(store, "h1") == {"at": 1}
+    with store.transaction() as tx:
+        tx.put_state("zr", "h2", {}, T0)
+        tx.delete_state("zr", "h2")
+    assert store.revision() == 0 and store.changes(0) == []
+
+
+def test_expired_state_is_invisible(store: Store) -> None:
+    _put_state(store, "code", {"role": "auditor"}, ttl=300)
+    assert store.get_state("zr", "code", T0 + 299) == {"role": "auditor"}
+    assert store.get_state("zr", "code", T0 + 300) is None
+    assert store.list_state("zr", T0 + 300) == {}
+    assert _take_state(store, "code", T0 + 300) is None
+
+
+def test_state_is_taken_once(store: Store) -> None:
+    _put_state(store, "code", {"n": 1}, ttl=300)
+    assert _take_state(store, "code") == {"n": 1}
+    assert _take_state(store, "code") is None
+    assert store.get_state("zr", "code", T0) is None
+
+
+def test_state_rolls_back_with_its_transaction(store: Store) -> None:
+    _put_state(store, "code", {"n": 1})
+    with pytest.raises(Boom), store.transaction() as tx:
+        assert tx.take_state("zr", "code", T0) == {"n": 1}
+        tx.put_state("zr", "other", {}, T0)
+        raise Boom
+    assert store.list_state("zr", T0) == {"code": {"n": 1}}
+
+
+def test_threads_taking_one_entry_have_exactly_one_winner(store: Store) -> None:
+    _put_state(store, "code", {"n": 1}, ttl=300)
+    got: list[dict[str, Any] | None] = []
+    threads = [threading.Thread(target=lambda: got.append(_take_state(store, "code"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(got, key=lambda g: g is not None) == [None] * 7 + [{"n": 1}]
+
+
 # --------------------------------------------------------------------------- processes
 
 _CHILD_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -450,6 +520,38 @@ print(json.dumps(won), flush=True)
 def test_two_processes_never_both_claim_a_token(backend: Backend, store: Store) -> None:
     count = 100
     children = [_spawn(TOKEN_CLAIMER, backend.location, str(count)) for _ in range(2)]
+    _release_together(children)
+    won: list[int] = []
+    for child in children:
+        out, _ = child.communicate(timeout=60)
+        assert child.returncode == 0
+        won.extend(json.loads(out))
+    assert sorted(won) == list(range(count))
+
+
+STATE_TAKER = """
+import json, sys
+from ztos.directory import open_store
+location, count = sys.argv[1], int(sys.argv[2])
+store = open_store(location)
+print("ready", flush=True)
+sys.stdin.readline()
+won = []
+for i in range(count):
+    with store.transaction() as tx:
+        if tx.take_state("zr", f"code-{i}", 1800000000.0) is not None:
+            won.append(i)
+store.close()
+print(json.dumps(won), flush=True)
+"""
+
+
+def test_two_processes_never_both_take_an_entry(backend: Backend, store: Store) -> None:
+    count = 100
+    with store.transaction() as tx:
+        for i in range(count):
+            tx.put_state("zr", f"code-{i}", {"i": i}, T0, 600)
+    children = [_spawn(STATE_TAKER, backend.location, str(count)) for _ in range(2)]
     _release_together(children)
     won: list[int] = []
     for child in children:
@@ -708,6 +810,26 @@ def test_sqlite_schema_1_file_is_upgraded_keeping_its_records(tmp_path: Path) ->
     with SqliteStore(str(_db_path(tmp_path))) as store:
         assert store.get(User, "a") == User(name="a") and store.revision() == 1
         assert _claim(store, "mac-1") and not _claim(store, "mac-1")
+        _put_state(store, "h1", {"at": 1})
+        assert store.list_state("zr", T0) == {"h1": {"at": 1}}
     conn = sqlite3.connect(_db_path(tmp_path))
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
+
+
+def _shared_state_rows(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT scope, key FROM shared_state ORDER BY scope, key").fetchall()
+    conn.close()
+    return rows
+
+
+def test_sqlite_expired_state_is_pruned(tmp_path: Path) -> None:
+    with SqliteStore(str(_db_path(tmp_path))) as store:
+        for i in range(50):
+            _put_state(store, f"code-{i}", {}, T0 + i, ttl=600)
+        with store.transaction() as tx:
+            tx.put_state("zr-other", "kept", {}, T0, 1)
+        _put_state(store, "h1", {})  # no ttl: kept until overwritten or deleted
+        _put_state(store, "late", {}, T0 + 700, ttl=600)  # every code-* expired by then
+    assert _shared_state_rows(_db_path(tmp_path)) == [("zr", "h1"), ("zr", "late"), ("zr-other", "kept")]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from ztos.api.auth import ApiSettings, LoginCodes, SessionSigner, _requested_role
+from ztos.api.auth import ApiSettings, SessionSigner, _requested_role
 from ztos.api.routes.monitoring import AuditQuery, Snapshots, filtered_page
 from ztos.cli.monitoring import human_bytes, parse_since
+from ztos.controller.sessions import EndedSessions, LoginCodes
+from ztos.directory.sqlite import SqliteStore
 from ztos.errors import InvalidInput, Unauthenticated
 from ztos.model import AuditEvent, Role
 from ztos.pki import Identity
@@ -119,13 +123,19 @@ class Clock:
 ALICE = Identity(name="alice", role=Role.AUDITOR, serial="abc123")
 
 
-def test_session_tokens_round_trip_expire_and_refuse_tampering() -> None:
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore(str(tmp_path / "dir.db")) as opened:
+        yield opened
+
+
+def test_session_tokens_round_trip_expire_and_refuse_tampering(store: SqliteStore) -> None:
     clock = Clock()
-    signer = SessionSigner(b"k" * 32, clock)
+    signer = SessionSigner(b"k" * 32, EndedSessions(store, clock), clock)
     claims = signer.mint(ALICE, 900, "certificate")
     token = signer.encode(claims)
     assert signer.decode(token) == claims and claims.identity() == ALICE
-    other = SessionSigner(b"j" * 32, clock)
+    other = SessionSigner(b"j" * 32, EndedSessions(store, clock), clock)
     with pytest.raises(Unauthenticated, match="signature"):
         other.decode(token)
     prefix, _payload, mac = token.split(".")
@@ -141,9 +151,9 @@ def test_session_tokens_round_trip_expire_and_refuse_tampering() -> None:
     assert expired.value.code == "session_expired"
 
 
-def test_sessions_never_outlive_the_certificate_and_log_out() -> None:
+def test_sessions_never_outlive_the_certificate_and_log_out(store: SqliteStore) -> None:
     clock = Clock()
-    signer = SessionSigner(b"k" * 32, clock)
+    signer = SessionSigner(b"k" * 32, EndedSessions(store, clock), clock)
     not_after = datetime.fromtimestamp(clock.now + 60, UTC)
     claims = signer.mint(ALICE, 900, "certificate", not_after)
     assert claims.expires == clock.now + 60
@@ -152,9 +162,9 @@ def test_sessions_never_outlive_the_certificate_and_log_out() -> None:
         signer.decode(signer.encode(claims))
 
 
-def test_login_codes_work_once_and_expire() -> None:
+def test_login_codes_work_once_and_expire(store: SqliteStore) -> None:
     clock = Clock()
-    codes = LoginCodes(clock)
+    codes = LoginCodes(store, clock)
     code, _ = codes.create(ALICE, T0, 300)
     assert codes.redeem(code).claims_for == ALICE
     with pytest.raises(Unauthenticated, match="already used"):

@@ -27,13 +27,13 @@ from ztos.model import Network, Node
 
 
 class Ticks:
-    """An injected monotonic clock for the posture watchdog."""
+    """An injected clock (seconds from a fixed start) for the posture watchdog."""
 
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.now)
 
 
 @pytest.fixture
@@ -49,8 +49,8 @@ def controller(tmp_path: Path, ticks: Ticks) -> Iterator[Controller]:
         store,
         pki.CertificateAuthority.load(tmp_path / "pki"),
         ["https://localhost:8443"],
-        lambda: datetime.now(UTC),
-        monotonic=ticks,
+        ticks,
+        posture_timeout=30,
     )
     yield ctl
     store.close()
@@ -105,8 +105,10 @@ def test_admins_set_admin_keys_not_the_hosts_posture(controller: Controller) -> 
 def test_watchdog_mark_is_cleared_only_by_a_fresh_report(controller: Controller, ticks: Ticks) -> None:
     enrol(controller, "h1")
     controller.report_posture("h1", {"compliant": "true"})
-    ticks.now += 31
-    assert controller.expire_posture(30) == ["h1"]
+    ticks.now += 30
+    assert controller.expire_posture() == [], "never before the timeout"
+    ticks.now += 15.1  # the timeout plus the stored time's allowed lag (half of it)
+    assert controller.expire_posture() == ["h1"]
     marked = controller.get_node("h1").attributes
     assert (marked["posture.compliant"], marked["posture.stale"]) == ("false", "true")
     with pytest.raises(Forbidden, match="stale"):
@@ -114,7 +116,7 @@ def test_watchdog_mark_is_cleared_only_by_a_fresh_report(controller: Controller,
     with pytest.raises(Forbidden, match="stale"):
         controller.report_posture("h1", {"posture.stale": "false"})
     assert controller.get_node("h1").attributes["posture.stale"] == "true", "a refused report is no report"
-    assert controller.expire_posture(30) == [], "marked once"
+    assert controller.expire_posture() == [], "marked once"
     fresh = controller.report_posture("h1", {"compliant": "true"}).attributes
     assert "posture.stale" not in fresh and fresh["posture.compliant"] == "true"
 

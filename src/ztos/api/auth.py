@@ -14,7 +14,8 @@ Two ways to prove an identity, checked on every request:
   are HMAC-signed with a key derived from the CA key, so every controller of
   the network accepts them and none has to remember them; each use re-checks
   the certificate's revocation, so revoking a certificate ends its sessions at
-  once. Logging out adds the token to a per-controller deny list.
+  once. Logging out records the token's end in the directory's shared state
+  (``ztos.controller.sessions``), so every controller refuses it from then on.
 
 Roles (``Role``), and the sets routes name in ``requires(...)``:
 
@@ -40,10 +41,9 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +57,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ztos import pki
 from ztos.controller import Controller, actor_of
+from ztos.controller.sessions import EndedSessions, LoginCodes
 from ztos.errors import Forbidden, InvalidInput, Unauthenticated, ZtosError
 from ztos.model import CertificateRecord, Role
 from ztos.pki import Identity
@@ -135,20 +136,20 @@ class SessionClaims:
 
 
 class SessionSigner:
-    """Mints and checks ``zt1.<claims>.<hmac>`` tokens; stateless but for logouts."""
+    """Mints and checks ``zt1.<claims>.<hmac>`` tokens; stateless but for logouts,
+    which are in the store (``EndedSessions``) and so seen by every replica."""
 
-    def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, key: bytes, ended: EndedSessions, clock: Callable[[], float] = time.time) -> None:
         self._key = key
+        self._ended = ended
         self._clock = clock
-        self._lock = threading.Lock()
-        self._logged_out: dict[str, int] = {}  # token id -> expiry, pruned as they lapse
 
     @classmethod
     def for_controller(cls, controller: Controller) -> SessionSigner:
         """Every controller of a network shares the CA key, so they share this key too."""
         raw = controller.ca.key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SESSION_KEY_INFO).derive(raw)
-        return cls(key)
+        return cls(key, EndedSessions(controller.store))
 
     def mint(
         self, identity: Identity, ttl: int, via: str, not_after: datetime | None = None
@@ -185,16 +186,12 @@ class SessionSigner:
             raise Unauthenticated(
                 f"session expired at {claims.expires_at.isoformat()}: sign in again", code="session_expired"
             )
-        with self._lock:
-            if claims.token_id in self._logged_out:
-                raise Unauthenticated("this session was logged out", code="session_expired")
+        if self._ended.ended(claims.token_id):
+            raise Unauthenticated("this session was logged out", code="session_expired")
         return claims
 
     def log_out(self, claims: SessionClaims) -> None:
-        now = self._clock()
-        with self._lock:
-            self._logged_out = {jti: exp for jti, exp in self._logged_out.items() if exp > now}
-            self._logged_out[claims.token_id] = claims.expires
+        self._ended.end(claims.token_id, claims.expires)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -219,58 +216,6 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-# --- one-time login codes ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoginCode:
-    claims_for: Identity  # the session identity the code turns into
-    not_after: datetime  # the creator's certificate expiry
-    expires: float
-
-
-@dataclass
-class LoginCodes:
-    """Single-use codes an admin hands to a browser (``ztos security login-link``).
-
-    Kept in this controller's memory, hashed: a code is exchanged at the
-    controller that created it (the link names that controller) and is gone
-    after one use, its expiry, or a controller restart.
-    """
-
-    clock: Callable[[], float] = time.time
-    _codes: dict[str, LoginCode] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def create(self, identity: Identity, not_after: datetime, ttl: int) -> tuple[str, float]:
-        code = secrets.token_urlsafe(24)
-        expires = self.clock() + ttl
-        with self._lock:
-            self._prune()
-            self._codes[_code_hash(code)] = LoginCode(identity, not_after, expires)
-        return code, expires
-
-    def redeem(self, code: str) -> LoginCode:
-        with self._lock:
-            self._prune()
-            found = self._codes.pop(_code_hash(code), None)
-        if found is None:
-            raise Unauthenticated(
-                "login code unknown, already used or expired: ask an admin for a new "
-                "'ztos security login-link'",
-                code="login_code_refused",
-            )
-        return found
-
-    def _prune(self) -> None:
-        now = self.clock()
-        self._codes = {h: c for h, c in self._codes.items() if c.expires > now}
-
-
-def _code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
 # --- per-app state and the dependency -------------------------------------------------------
 
 
@@ -284,7 +229,8 @@ class AuthState:
 def install(app: FastAPI, controller: Controller, settings: ApiSettings | None = None) -> None:
     """Give the app its session state and annotate the schema; call after adding routes."""
     settings = settings or ApiSettings.from_env()
-    app.state.auth = AuthState(settings, SessionSigner.for_controller(controller), LoginCodes())
+    login_codes = LoginCodes(controller.store)
+    app.state.auth = AuthState(settings, SessionSigner.for_controller(controller), login_codes)
     for route in _api_routes(app.routes):  # a route's own note wins
         route.openapi_extra = {**_schema_note(route), **(route.openapi_extra or {})}
     document_errors(app)

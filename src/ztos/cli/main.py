@@ -207,6 +207,8 @@ def controller_serve(
 
     if not db.exists():
         fail(f"no directory at {db}: run 'ztos init --db {db}' first")
+    if not posture_timeout > 0:
+        fail(f"--posture-timeout must be more than 0 seconds, not {posture_timeout:g}")
     statedir.secure_controller(db, pki_dir_for(db, pki_dir))
     host, port = parse_listen(listen)
     names = list(san or [])
@@ -219,7 +221,8 @@ def controller_serve(
         settings = DnsSettings.parse(dns_listen, dns_backend, db.parent / "dns", dns_advertise, dns64)
         controller.dns = DnsService(controller.store, settings, urls)
         controller.dns.start(network)
-    watchdog = PostureWatchdog(controller, posture_timeout)
+    controller.posture_timeout = posture_timeout
+    watchdog = PostureWatchdog(controller)
     watchdog.start()
     try:
         stopped = serve(controller, pki_dir_for(db, pki_dir), listen, names)

@@ -8,10 +8,8 @@ same behaviour is reachable from tests without HTTP.
 from __future__ import annotations
 
 import base64
-import contextlib
 import ipaddress
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,10 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ztos import addressing, netmap, pki
 from ztos.audit import AuditDraft, verify_chain
-from ztos.controller import policies
+from ztos.controller import policies, posture
+from ztos.controller import status as agent_status
 from ztos.controller.refusals import RefusalLimiter
-from ztos.controller.status import HostSecurity, NetworkStatus, StatusBoard
-from ztos.directory import Change, ChangeSignal, Store
+from ztos.controller.status import AgentStatus, HostSecurity, NetworkStatus, StatusBoard
+from ztos.directory import Change, ChangeSignal, Store, Transaction
 from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile, format_validation_error
@@ -155,8 +154,7 @@ class Controller:
     clock: Clock = utcnow
     status_board: StatusBoard = field(default_factory=StatusBoard)
     dns: DnsHooks | None = None
-    posture_seen: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of last report
-    monotonic: Callable[[], float] = time.monotonic
+    posture_timeout: float = posture.DEFAULT_TIMEOUT
     refusals: RefusalLimiter = field(default_factory=RefusalLimiter)
 
     @classmethod
@@ -338,32 +336,39 @@ class Controller:
         return self._write_attributes(actor, name, changes, "node.attributes")
 
     def _write_attributes(self, actor: str, name: str, changes: dict[str, str | None], action: str) -> Node:
+        with self.store.transaction() as tx:
+            return self._merge_attributes(tx, actor, name, changes, action)
+
+    @staticmethod
+    def _merge_attributes(
+        tx: Transaction, actor: str, name: str, changes: dict[str, str | None], action: str
+    ) -> Node:
         """Merge attribute changes (``None`` removes); written only when something differs,
         because every write re-evaluates policy on every host."""
-        with self.store.transaction() as tx:
-            node = tx.get(Node, name)
-            if node is None:
-                raise NotFound(f"no node named {name!r}")
-            attributes = {**node.attributes, **{k: v for k, v in changes.items() if v is not None}}
-            for key in [k for k, v in changes.items() if v is None]:
-                attributes.pop(key, None)
-            if attributes == node.attributes:
-                return node
-            check_attribute_size(attributes, node.attributes)
-            try:
-                node = Node.model_validate({**node.model_dump(), "attributes": attributes})
-            except ValidationError as exc:
-                raise InvalidInput(format_validation_error("attributes", exc)) from exc
-            tx.put(node)
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-            tx.audit(AuditDraft(actor, action, f"node:{name}", detail=shown))
+        node = tx.get(Node, name)
+        if node is None:
+            raise NotFound(f"no node named {name!r}")
+        attributes = {**node.attributes, **{k: v for k, v in changes.items() if v is not None}}
+        for key in [k for k, v in changes.items() if v is None]:
+            attributes.pop(key, None)
+        if attributes == node.attributes:
+            return node
+        check_attribute_size(attributes, node.attributes)
+        try:
+            node = Node.model_validate({**node.model_dump(), "attributes": attributes})
+        except ValidationError as exc:
+            raise InvalidInput(format_validation_error("attributes", exc)) from exc
+        tx.put(node)
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        tx.audit(AuditDraft(actor, action, f"node:{name}", detail=shown))
         return node
 
     def report_posture(self, name: str, report: dict[str, str | None]) -> Node:
         """A host's own facts, stored as ``posture.*``. A key naming an admin decision
         (``admin.*``) or the watchdog's ``posture.stale`` is refused (403, the key named):
         a report only ever writes the host's own namespace. A report is the freshness
-        signal, so it clears ``posture.stale``."""
+        signal, so it clears ``posture.stale`` and (at most every half timeout: see
+        ``ztos.controller.posture``) refreshes the report time every replica reads."""
         changes: dict[str, str | None] = {}
         for key, value in report.items():
             stored = HOST_PREFIX + key.removeprefix(HOST_PREFIX)
@@ -374,25 +379,38 @@ class Controller:
                 )
             changes[stored] = value
         changes["posture.stale"] = None
-        node = self._write_attributes(f"node:{name}", name, changes, "node.posture")
-        self.posture_seen[name] = self.monotonic()
+        now = self._now()
+        with self.store.transaction() as tx:
+            node = self._merge_attributes(tx, f"node:{name}", name, changes, "node.posture")
+            reported = posture.report_time(tx.get_state(posture.POSTURE_SCOPE, name, now))
+            if posture.needs_refresh(reported, now, self.posture_timeout):
+                tx.put_state(posture.POSTURE_SCOPE, name, {"at": now}, now)
         return node
 
-    def expire_posture(self, timeout: float) -> list[str]:
-        """Hosts whose posture reports stopped are marked non-compliant (once). The host
-        clears this only by reporting again, which is what freshness means."""
-        now = self.monotonic()
-        stale = [name for name, seen in self.posture_seen.items() if now - seen > timeout]
-        for name in stale:
-            del self.posture_seen[name]
-            with contextlib.suppress(NotFound):
-                self._write_attributes(
-                    "controller",
-                    name,
-                    {"posture.compliant": "false", "posture.stale": "true"},
-                    "node.attributes",
-                )
-        return stale
+    def expire_posture(self) -> list[str]:
+        """Hosts whose posture reports stopped are marked non-compliant (once, by the
+        replica that gets there first). The host clears this only by reporting again,
+        which is what freshness means. Returns the hosts this call marked."""
+        now = self._now()
+        candidates = [
+            name
+            for name, entry in self.store.list_state(posture.POSTURE_SCOPE, now).items()
+            if posture.is_stale(float(entry["at"]), now, self.posture_timeout)
+        ]
+        return [name for name in candidates if self._mark_stale(name, now)]
+
+    def _mark_stale(self, name: str, now: float) -> bool:
+        """Re-checked inside the transaction: a report or another replica may have come first."""
+        with self.store.transaction() as tx:
+            stored = posture.report_time(tx.get_state(posture.POSTURE_SCOPE, name, now))
+            if stored is None or not posture.is_stale(stored, now, self.posture_timeout):
+                return False
+            tx.delete_state(posture.POSTURE_SCOPE, name)
+            if tx.get(Node, name) is None:
+                return False
+            stale: dict[str, str | None] = {"posture.compliant": "false", "posture.stale": "true"}
+            self._merge_attributes(tx, "controller", name, stale, "node.attributes")
+        return True
 
     def revoke_node(self, actor: str, name: str, reason: str) -> Node:
         now = self.clock()
@@ -416,6 +434,8 @@ class Controller:
         self.revoke_node(actor, name, "deleted")
         with self.store.transaction() as tx:
             tx.delete(Node, name)
+            tx.delete_state(posture.POSTURE_SCOPE, name)
+            tx.delete_state(agent_status.STATUS_SCOPE, name)
             tx.audit(AuditDraft(actor, "node.delete", f"node:{name}"))
 
     def node_map(self, identity: pki.Identity) -> netmap.NodeMap:
@@ -434,7 +454,21 @@ class Controller:
         return self.dns.records()
 
     def network_status(self) -> NetworkStatus:
-        return self.status_board.network_status(self.network().bgp, self.store.list(Tenant))
+        reports = agent_status.read_reports(self.store.list_state(agent_status.STATUS_SCOPE, self._now()))
+        return agent_status.network_status(self.network().bgp, self.store.list(Tenant), reports)
+
+    def put_agent_status(self, name: str, report: AgentStatus) -> None:
+        """Keep a node's latest status report where every replica reads it (one entry per
+        node, overwritten). An unchanged report is rewritten only once its stored copy is
+        ``STATUS_REFRESH`` old, so a steady network costs no write per reconcile."""
+        now = self._now()
+        stored = self.store.get_state(agent_status.STATUS_SCOPE, name, now)
+        if agent_status.needs_write(stored, report, now):
+            with self.store.transaction() as tx:
+                tx.put_state(agent_status.STATUS_SCOPE, name, agent_status.entry(report, now), now)
+
+    def _now(self) -> float:
+        return self.clock().timestamp()
 
     def report(self, identity: pki.Identity, report: NodeReport, source: str | None = None) -> Node:
         """Record what a node says about its underlay, and where the controller saw the

@@ -1,24 +1,30 @@
 """What agents report about their tenants, BGP sessions and traffic, and per-host security.
 
-Reports are kept in the controller's memory, not in the directory: they change
-all the time and writing them would wake every watcher on every report. A
-controller that restarts shows nothing until the agents' next report (one
-reconcile interval). ``StatusBoard`` holds the tenant/BGP reports and, as
-``metrics``, the traffic counters with their short history
-(``ztos.controller.metrics``). ``host_security`` joins the directory with the
-latest counters for ``GET /api/v1/security/status``.
+The tenant/BGP report of each node is in the store's shared state
+(``STATUS_SCOPE``, one entry per node, overwritten), so every controller
+replica shows what an agent reported to any of them. Shared state is not in
+the change feed, so a report wakes no watcher. An unchanged report is
+rewritten only every ``STATUS_REFRESH`` seconds: ``reported_at`` is when the
+report last changed or was last refreshed, at most that old while the agent
+reports. ``StatusBoard`` holds, as ``metrics``, the traffic counters with
+their short history (``ztos.controller.metrics``), which stay in each
+process's memory (see docs/architecture.md). ``host_security`` joins the
+directory with the latest counters for ``GET /api/v1/security/status``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ztos.controller.metrics import MetricsBoard, NodeMetrics
-from ztos.model import BgpSettings, CertificateRecord, Node, NodeStatus, Tenant, utcnow
+from ztos.model import BgpSettings, CertificateRecord, Node, NodeStatus, Tenant
+
+STATUS_SCOPE = "agent.status"
+STATUS_REFRESH = 60.0  # seconds: how stale an unchanged report's stored time may get
 
 
 class TenantReport(BaseModel):
@@ -66,47 +72,61 @@ class NetworkStatus(BaseModel):
 
 
 class StatusBoard:
-    """The latest report of each node, thread-safe (API handlers run in threads)."""
+    """What agents report that stays in this process's memory: the traffic counters."""
 
     def __init__(self, metrics: MetricsBoard | None = None) -> None:
-        self._lock = threading.Lock()
-        self._reports: dict[str, tuple[datetime, AgentStatus]] = {}
         self.metrics = metrics or MetricsBoard()
 
-    def put(self, node: str, status: AgentStatus) -> None:
-        with self._lock:
-            self._reports[node] = (utcnow(), status)
 
-    def network_status(self, bgp: BgpSettings | None, tenants: list[Tenant]) -> NetworkStatus:
-        with self._lock:
-            reports = dict(self._reports)
-        return NetworkStatus(
-            bgp=bgp,
-            tenants=[self._tenant_status(tenant, reports) for tenant in sorted(tenants, key=lambda t: t.vni)],
-            bgp_sessions={node: status.bgp for node, (_, status) in sorted(reports.items()) if status.bgp},
-        )
+Reports = dict[str, tuple[datetime, AgentStatus]]
 
-    @staticmethod
-    def _tenant_status(tenant: Tenant, reports: dict[str, tuple[datetime, AgentStatus]]) -> TenantStatus:
-        per_node = []
-        for node in tenant.nodes:
-            at, status = reports.get(node, (None, AgentStatus()))
-            report = next((t for t in status.tenants if t.name == tenant.name), None)
-            per_node.append(
-                NodeTenantStatus(
-                    node=node,
-                    remote_vteps=report.remote_vteps if report else [],
-                    macs=report.macs if report else [],
-                    reported_at=at if report else None,
-                )
+
+def entry(report: AgentStatus, now: float) -> dict[str, Any]:
+    """The shared-state entry for a report received at ``now``."""
+    return {"at": now, "status": report.model_dump(mode="json")}
+
+
+def needs_write(stored: dict[str, Any] | None, report: AgentStatus, now: float) -> bool:
+    if stored is None or stored.get("status") != report.model_dump(mode="json"):
+        return True
+    return now - float(stored["at"]) >= STATUS_REFRESH
+
+
+def read_reports(entries: dict[str, dict[str, Any]]) -> Reports:
+    return {
+        node: (datetime.fromtimestamp(float(e["at"]), UTC), AgentStatus.model_validate(e["status"]))
+        for node, e in entries.items()
+    }
+
+
+def network_status(bgp: BgpSettings | None, tenants: list[Tenant], reports: Reports) -> NetworkStatus:
+    return NetworkStatus(
+        bgp=bgp,
+        tenants=[_tenant_status(tenant, reports) for tenant in sorted(tenants, key=lambda t: t.vni)],
+        bgp_sessions={node: status.bgp for node, (_, status) in sorted(reports.items()) if status.bgp},
+    )
+
+
+def _tenant_status(tenant: Tenant, reports: Reports) -> TenantStatus:
+    per_node = []
+    for node in tenant.nodes:
+        at, status = reports.get(node, (None, AgentStatus()))
+        report = next((t for t in status.tenants if t.name == tenant.name), None)
+        per_node.append(
+            NodeTenantStatus(
+                node=node,
+                remote_vteps=report.remote_vteps if report else [],
+                macs=report.macs if report else [],
+                reported_at=at if report else None,
             )
-        return TenantStatus(
-            name=tenant.name,
-            vni=tenant.vni,
-            ipv6_prefix=str(tenant.ipv6_prefix),
-            ipv4_prefix=str(tenant.ipv4_prefix) if tenant.ipv4_prefix else None,
-            nodes=per_node,
         )
+    return TenantStatus(
+        name=tenant.name,
+        vni=tenant.vni,
+        ipv6_prefix=str(tenant.ipv6_prefix),
+        ipv4_prefix=str(tenant.ipv4_prefix) if tenant.ipv4_prefix else None,
+        nodes=per_node,
+    )
 
 
 # --- per-host security (GET /api/v1/security/status) --------------------------------------

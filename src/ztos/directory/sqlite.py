@@ -11,7 +11,9 @@ server. SQLite in WAL mode gives exactly that; this module only maps the
   derived from ``MAX(changes.rev)`` so that pruning old changes can never
   make a revision number come back;
 * ``audit(seq, ..., prev_hash, hash)``: the hash-chained audit log;
-* ``once_tokens(scope, token, expires)``: ``claim_once``'s tokens (schema 2).
+* ``once_tokens(scope, token, expires)``: ``claim_once``'s tokens (schema 2);
+* ``shared_state(scope, key, data, expires)``: the replicas' shared state
+  (``put_state``; schema 3), a rowid table because agent reports can be large.
 
 The file is marked with ``PRAGMA application_id`` (ZTOS) and its schema version
 with ``PRAGMA user_version``; ``MIGRATIONS`` upgrades it one script at a time.
@@ -109,6 +111,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope, token)
     ) WITHOUT ROWID;
     CREATE INDEX once_tokens_expiry ON once_tokens (scope, expires);
+    """,
+    # 3: state every controller replica shares but nodes never see (``put_state``).
+    """
+    CREATE TABLE shared_state (
+        scope   TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        data    TEXT NOT NULL CHECK (json_valid(data)),
+        expires REAL,
+        UNIQUE (scope, key)
+    );
+    CREATE INDEX shared_state_expiry ON shared_state (scope, expires) WHERE expires IS NOT NULL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -305,6 +318,22 @@ def _get(conn: sqlite3.Connection, cls: type[R], key: str) -> R | None:
     return cls.model_validate(json.loads(rows[0][0])) if rows else None
 
 
+_LIVE = "(expires IS NULL OR expires > ?)"
+
+
+def _get_state(conn: sqlite3.Connection, scope: str, key: str, now: float) -> dict[str, Any] | None:
+    sql = f"SELECT data FROM shared_state WHERE scope = ? AND key = ? AND {_LIVE}"  # noqa: S608
+    rows = _rows(conn, sql, (scope, key, now))
+    return _state_data(rows[0][0]) if rows else None
+
+
+def _state_data(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise DirectoryError(f"shared state entry is not a JSON object: {text[:80]!r}")
+    return data
+
+
 def _list(conn: sqlite3.Connection, cls: type[R]) -> list[R]:
     rows = _rows(conn, "SELECT data FROM objects WHERE kind = ? ORDER BY key", (_kind(cls),))
     return [cls.model_validate(json.loads(data)) for (data,) in rows]
@@ -364,6 +393,32 @@ class SqliteTransaction:
         sql = "INSERT INTO once_tokens (scope, token, expires) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
         with closing(self._db.execute(sql, (scope, token, now + ttl))) as cursor:
             return cursor.rowcount == 1
+
+    def put_state(
+        self, scope: str, key: str, data: dict[str, Any], now: float, ttl: float | None = None
+    ) -> None:
+        self._db.execute("DELETE FROM shared_state WHERE scope = ? AND expires <= ?", (scope, now))
+        expires = None if ttl is None else now + ttl
+        self._db.execute(
+            "INSERT INTO shared_state (scope, key, data, expires) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (scope, key) DO UPDATE SET data = excluded.data, expires = excluded.expires",
+            (scope, key, json.dumps(data, sort_keys=True, separators=(",", ":")), expires),
+        )
+
+    def take_state(self, scope: str, key: str, now: float) -> dict[str, Any] | None:
+        # The expiry is compared here, not in RETURNING: SQLite 3.40 evaluates an
+        # expression there wrongly when a partial index covers the column.
+        sql = "DELETE FROM shared_state WHERE scope = ? AND key = ? RETURNING data, expires"
+        rows = _rows(self._db, sql, (scope, key))
+        if not rows or (rows[0][1] is not None and rows[0][1] <= now):
+            return None
+        return _state_data(rows[0][0])
+
+    def get_state(self, scope: str, key: str, now: float) -> dict[str, Any] | None:
+        return _get_state(self._db, scope, key, now)
+
+    def delete_state(self, scope: str, key: str) -> None:
+        self._db.execute("DELETE FROM shared_state WHERE scope = ? AND key = ?", (scope, key))
 
     def _exists(self, kind: str, key: str) -> bool:
         sql = "SELECT 1 FROM objects WHERE kind = ? AND key = ?"
@@ -517,6 +572,15 @@ class SqliteStore:
                 self._version_watch.start()
                 self._signal = signal
             return self._signal
+
+    def get_state(self, scope: str, key: str, now: float) -> dict[str, Any] | None:
+        with self._reader() as conn:
+            return _get_state(conn, scope, key, now)
+
+    def list_state(self, scope: str, now: float) -> dict[str, dict[str, Any]]:
+        sql = f"SELECT key, data FROM shared_state WHERE scope = ? AND {_LIVE} ORDER BY key"  # noqa: S608
+        with self._reader() as conn:
+            return {key: _state_data(data) for key, data in _rows(conn, sql, (scope, now))}
 
     def close(self) -> None:
         """Close every connection; waits for a transaction in progress to finish."""

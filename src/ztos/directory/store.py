@@ -21,6 +21,15 @@ Semantics every back end must honour (the contract tests in
   signed DNS updates, so a replay is refused by every controller over the same
   directory, also after a restart). Claiming is one atomic insert on a unique
   (scope, token) key; tokens get no revision and are not in the change feed.
+* Shared state (``put_state``/``take_state``/``get_state``/``list_state``) is
+  what every controller replica must know but no node may see: login codes,
+  ended sessions, posture report times, agent status reports. Entries are JSON
+  documents addressed by (scope, key), overwritten in place (so a scope holds
+  at most one entry per key), optionally expiring. Like one-time tokens they
+  get no revision and are not in the change feed, so writing them wakes no
+  watcher (LDAP: entries under ``ou=state``, outside the synced subtree).
+  ``take_state`` is one atomic step: of two replicas redeeming one login code,
+  exactly one gets it.
 """
 
 from __future__ import annotations
@@ -80,6 +89,27 @@ class Transaction(Protocol):
         """
         ...
 
+    def put_state(
+        self, scope: str, key: str, data: dict[str, Any], now: float, ttl: float | None = None
+    ) -> None:
+        """Insert or overwrite the entry (scope, key), visible until ``now + ttl``
+        (seconds since the epoch; forever without ``ttl``). Entries of ``scope``
+        expired by ``now`` are forgotten first, which keeps the scope bounded."""
+        ...
+
+    def take_state(self, scope: str, key: str, now: float) -> dict[str, Any] | None:
+        """Remove the entry and return its data; None if absent or expired by ``now``.
+        The read and the removal are one step: of two takers exactly one gets it."""
+        ...
+
+    def get_state(self, scope: str, key: str, now: float) -> dict[str, Any] | None:
+        """The entry's data, None if absent or expired, as seen inside this transaction."""
+        ...
+
+    def delete_state(self, scope: str, key: str) -> None:
+        """Forget the entry (nothing happens if it is absent)."""
+        ...
+
 
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
@@ -97,6 +127,14 @@ class Store(Protocol):
     def change_signal(self) -> ChangeSignal:
         """The signal notified after every commit: at once in this process, within
         about 0.1 s for commits of other processes over the same directory."""
+        ...
+
+    def get_state(self, scope: str, key: str, now: float) -> dict[str, Any] | None:
+        """Committed shared state (see ``Transaction.put_state``); None if absent or expired."""
+        ...
+
+    def list_state(self, scope: str, now: float) -> dict[str, dict[str, Any]]:
+        """Every unexpired entry of ``scope``, by key."""
         ...
 
     def close(self) -> None: ...

@@ -9,11 +9,12 @@ A browser usually has no client certificate, so there are two ways in:
    /api/v1/session/login-code`` over mTLS); the link carries a one-time code in
    its fragment (``https://controller:8443/#login=CODE``), which the dashboard
    exchanges at ``POST /api/v1/session/exchange`` for a token. The code works
-   once, for five minutes, at the controller that made it.
+   once, for five minutes, at any controller of the network (it is kept,
+   hashed, in the directory: ``ztos.controller.sessions``).
 
 Sessions last ``--session-ttl`` (15 minutes by default), never longer than the
-certificate behind them, and end when that certificate is revoked or on
-``DELETE /api/v1/session``. Every session created, and every refused
+certificate behind them, and end, at every controller, when that certificate
+is revoked or on ``DELETE /api/v1/session``. Every session created, and every refused
 exchange, is in the audit log.
 """
 

@@ -86,4 +86,4 @@ def report_status(
     body: AgentStatus, request: Request, who: Annotated[Identity, Depends(requires(NODES))]
 ) -> None:
     """An agent's tenant and BGP state after its last reconcile."""
-    controller_of(request).status_board.put(who.name, body)
+    controller_of(request).put_agent_status(who.name, body)
