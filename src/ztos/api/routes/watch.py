@@ -3,11 +3,13 @@
 A watcher sends the last revision it saw; the call returns as soon as there
 is anything newer *that the caller may see*, or empty after ``timeout``
 seconds (changes it may not see only advance the returned revision, so a DNS
-zone update or a token never wakes every agent). Nodes see only the
-kinds they need for their node map; token secrets' hashes are never sent.
-Records the policy is evaluated over (the active-policy head, users, groups)
-wake nodes too, without their data: a woken agent re-fetches its node map,
-which carries its rules, so ``policy apply`` reaches the hosts at once.
+zone update or a token never wakes every agent). Nodes are woken by the
+kinds their node map is built from (network, nodes, tenants, workloads, and
+the records the policy is evaluated over: the active-policy head, users,
+groups, devices) but never get a record's data: a woken agent re-fetches its
+own node map, which holds only what that host needs to know (its peers, its
+tenants, its rules), so one host cannot read another's endpoint, key or
+attributes from the feed. Token secrets' hashes are never sent to anyone.
 
 Between reads a watcher sleeps on the directory's ``ChangeSignal``
 (``ztos.directory.signal``): a commit wakes it at once, whichever controller
@@ -34,8 +36,9 @@ from ztos.pki import Identity
 router = APIRouter(prefix="/api/v1", tags=["watch"])
 
 MAX_BODY_MESSAGES = 64
-NODE_VISIBLE_KINDS = frozenset({"network", "node", "tenant", "workload"})
-NODE_WAKE_KINDS = frozenset({"policyhead", "user", "group", "device"})
+NODE_WAKE_KINDS = frozenset(
+    {"network", "node", "tenant", "workload", "policyhead", "user", "group", "device"}
+)
 REDACTED_KINDS = frozenset({"token", "tsigkey"})
 
 
@@ -53,10 +56,10 @@ class WatchResult(BaseModel):
 
 
 def visible(change: Change, role: Role) -> ChangeOut | None:
-    if role is Role.NODE and change.kind in NODE_WAKE_KINDS:
+    if role is Role.NODE:
+        if change.kind not in NODE_WAKE_KINDS:
+            return None
         return ChangeOut(rev=change.rev, kind=change.kind, key=change.key, op=change.op, data=None)
-    if role is Role.NODE and change.kind not in NODE_VISIBLE_KINDS:
-        return None
     data = None if change.kind in REDACTED_KINDS else change.data
     return ChangeOut(rev=change.rev, kind=change.kind, key=change.key, op=change.op, data=data)
 
