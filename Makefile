@@ -53,8 +53,12 @@ typecheck: venv
 
 # ZTOS_FORBID_SKIPS=1: a skipped test fails the run (CI has every component).
 # pytest exits 5 when no test ran; make treats any non-zero exit as failure.
+# Two workers, each taking whole files (module-scoped labs stay in one process):
+# lab tests mostly wait on processes and the network, so two overlap well on two
+# cores; every lab, namespace and socket is named per test, so they never collide.
+TEST_WORKERS ?= 2
 test: lint typecheck
-	ZTOS_FORBID_SKIPS=1 $(BIN)/pytest -q -p no:cacheprovider
+	ZTOS_FORBID_SKIPS=1 $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 unit: venv
 	$(BIN)/pytest -q tests/unit tests/contract
