@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import ssl
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from benchlib import BenchError, cpu_seconds, free_port, stop, wait_healthy
 from ztos.client import ApiClient, enroll_host, tls_context
 from ztos.controller import TokenCreated
 from ztos.enroll.identity_dir import IdentityDir
@@ -53,22 +53,6 @@ ZTOS = [sys.executable, "-m", "ztos"]
 MIX = ("/api/v1/nodes", "/api/v1/security/status", "/api/v1/monitoring/metrics")
 BASELINE = "/api/v1/healthz"
 REQUEST_TIMEOUT_S = 60.0
-
-
-class BenchError(Exception):
-    """The benchmark could not measure what it set out to."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -91,26 +75,7 @@ def controller(work: Path) -> Iterator[tuple[str, Path, int]]:
         wait_healthy(url, home, process, log)
         yield url, home, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def wait_healthy(url: str, home: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    verify = tls_context(IdentityDir(home).ca_cert, None)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"controller exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}{BASELINE}", verify=verify, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise BenchError("controller not healthy after 30 s")
+        stop(process)
 
 
 def populate(url: str, home: Path, work: Path, count: int) -> None:

@@ -33,7 +33,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -49,6 +48,7 @@ import httpx
 from fastapi import Depends, FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from benchlib import BenchError, cpu_seconds, free_port, stop, wait_healthy
 from ztos.api.auth import ANYONE, controller_of, requires
 from ztos.api.routes.watch import WatchResult, visible, watch_stats
 from ztos.api.server import ControllerServer, build_config, listening_socket, write_server_identity
@@ -61,10 +61,6 @@ from ztos.pki import Identity
 ZTOS = [sys.executable, "-m", "ztos"]
 WATCH_TIMEOUT_S = 60.0  # the route's maximum: no watch returns during a measurement
 MODES = ("polling", "notified")
-
-
-class BenchError(Exception):
-    """The benchmark could not measure what it set out to."""
 
 
 # --------------------------------------------------------------------------- the controller side
@@ -133,18 +129,6 @@ def raise_fd_limit() -> None:
     del soft
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextmanager
 def controller(mode: str, db: Path, home: Path, log: Path) -> Iterator[tuple[str, int]]:
     """One controller process in ``mode``: (url, pid); stopped on leaving."""
@@ -162,26 +146,7 @@ def controller(mode: str, db: Path, home: Path, log: Path) -> Iterator[tuple[str
         wait_healthy(url, home, process, log)
         yield url, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def wait_healthy(url: str, home: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    verify = tls_context(IdentityDir(home).ca_cert, None)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"controller exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/api/v1/healthz", verify=verify, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise BenchError("controller not healthy after 30 s")
+        stop(process)
 
 
 # --------------------------------------------------------------------------- the watchers
