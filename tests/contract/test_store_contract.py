@@ -500,65 +500,40 @@ def test_two_processes_write_without_losing_or_reusing_revisions(backend: Backen
     _check_pair_results(store, results, count)
 
 
-TOKEN_CLAIMER = """
+CLAIMER = """
 import json, sys
 from ztos.directory import open_store
-location, count = sys.argv[1], int(sys.argv[2])
+location, count, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 store = open_store(location)
 print("ready", flush=True)
 sys.stdin.readline()
 won = []
 for i in range(count):
     with store.transaction() as tx:
-        if tx.claim_once("zh3", f"mac-{i}", 1800000000.0, 600):
+        if kind == "token" and tx.claim_once("zh3", f"mac-{i}", 1800000000.0, 600):
+            won.append(i)
+        if kind == "state" and tx.take_state("zr", f"code-{i}", 1800000000.0) is not None:
             won.append(i)
 store.close()
 print(json.dumps(won), flush=True)
 """
 
 
-def test_two_processes_never_both_claim_a_token(backend: Backend, store: Store) -> None:
+@pytest.mark.parametrize("kind", ["token", "state"], ids=["claim_once a token", "take_state an entry"])
+def test_two_processes_never_both_win_a_claim(backend: Backend, store: Store, kind: str) -> None:
     count = 100
-    children = [_spawn(TOKEN_CLAIMER, backend.location, str(count)) for _ in range(2)]
+    if kind == "state":
+        with store.transaction() as tx:
+            for i in range(count):
+                tx.put_state("zr", f"code-{i}", {"i": i}, T0, 600)
+    children = [_spawn(CLAIMER, backend.location, str(count), kind) for _ in range(2)]
     _release_together(children)
     won: list[int] = []
     for child in children:
         out, _ = child.communicate(timeout=60)
         assert child.returncode == 0
         won.extend(json.loads(out))
-    assert sorted(won) == list(range(count))
-
-
-STATE_TAKER = """
-import json, sys
-from ztos.directory import open_store
-location, count = sys.argv[1], int(sys.argv[2])
-store = open_store(location)
-print("ready", flush=True)
-sys.stdin.readline()
-won = []
-for i in range(count):
-    with store.transaction() as tx:
-        if tx.take_state("zr", f"code-{i}", 1800000000.0) is not None:
-            won.append(i)
-store.close()
-print(json.dumps(won), flush=True)
-"""
-
-
-def test_two_processes_never_both_take_an_entry(backend: Backend, store: Store) -> None:
-    count = 100
-    with store.transaction() as tx:
-        for i in range(count):
-            tx.put_state("zr", f"code-{i}", {"i": i}, T0, 600)
-    children = [_spawn(STATE_TAKER, backend.location, str(count)) for _ in range(2)]
-    _release_together(children)
-    won: list[int] = []
-    for child in children:
-        out, _ = child.communicate(timeout=60)
-        assert child.returncode == 0
-        won.extend(json.loads(out))
-    assert sorted(won) == list(range(count))
+    assert sorted(won) == list(range(count)), "each claimed exactly once"
 
 
 def _check_pair_results(store: Store, results: list[list[list[int]]], count: int) -> None:
