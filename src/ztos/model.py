@@ -133,11 +133,33 @@ class Node(Record):
     observed_endpoint: Endpoint | None = None  # where the controller saw its last report from
     listen_port: int = Field(default=51820, ge=1, le=65535)
     underlay_mtu: int = Field(default=1500, ge=1280, le=65535)
-    tenants: list[Name] = Field(default_factory=list)
     attributes: Attributes = Field(default_factory=dict)
     status: NodeStatus = NodeStatus.ACTIVE
     cert_serial: str
     enrolled_at: datetime = Field(default_factory=utcnow)
+
+
+class NodeSeen(Record):
+    """When the controller last heard from a node's agent (any authenticated call).
+
+    Its own kind, not a field of ``Node``: a node record ships to peers and every
+    write of it wakes their watches, while "last seen" is for people only (the
+    watch hides this kind). Written at most once per ``LAST_SEEN_INTERVAL``.
+    """
+
+    kind = "nodeseen"
+    name: Name
+    at: datetime
+
+
+class NodeView(Node):
+    """A node as the API shows it: the record plus what other records say about it.
+
+    ``tenants`` is derived from ``Tenant.nodes`` (the one place membership is kept)
+    and ``last_seen`` from ``NodeSeen``; neither is stored on the node.
+    """
+
+    tenants: list[Name] = Field(default_factory=list)
     last_seen: datetime | None = None
 
 
@@ -303,6 +325,7 @@ RECORD_KINDS: dict[str, type[Record]] = {
     for cls in (
         Network,
         Node,
+        NodeSeen,
         User,
         Device,
         Group,

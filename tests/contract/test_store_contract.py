@@ -788,7 +788,7 @@ def test_sqlite_schema_1_file_is_upgraded_keeping_its_records(tmp_path: Path) ->
         _put_state(store, "h1", {"at": 1})
         assert store.list_state("zr", T0) == {"h1": {"at": 1}}
     conn = sqlite3.connect(_db_path(tmp_path))
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()
 
 
@@ -808,3 +808,22 @@ def test_sqlite_expired_state_is_pruned(tmp_path: Path) -> None:
         _put_state(store, "h1", {})  # no ttl: kept until overwritten or deleted
         _put_state(store, "late", {}, T0 + 700, ttl=600)  # every code-* expired by then
     assert _shared_state_rows(_db_path(tmp_path)) == [("zr", "h1"), ("zr", "late"), ("zr-other", "kept")]
+
+
+def test_sqlite_schema_3_node_records_lose_their_stale_tenants_and_last_seen(tmp_path: Path) -> None:
+    """Schema 4: membership lives on ``Tenant.nodes`` only and "last seen" in its own kind,
+    so a node record written by an older ZTOS (with both fields) still loads after the upgrade."""
+    conn = sqlite3.connect(_db_path(tmp_path), isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        for statement in split_statements(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+    conn.execute("PRAGMA user_version = 3")
+    old = {**_node().model_dump(mode="json"), "tenants": ["blue"], "last_seen": None}
+    insert = "INSERT INTO objects (kind, key, data, rev) VALUES ('node', 'node-a', ?, 1)"
+    conn.execute(insert, (json.dumps(old),))
+    conn.execute("UPDATE meta SET value = 1 WHERE name = 'revision'")
+    conn.close()
+    with SqliteStore(str(_db_path(tmp_path))) as store:
+        assert store.get(Node, "node-a") == _node()
+        assert store.revision() == 1  # the upgrade is no write: it wakes nobody

@@ -286,3 +286,31 @@ def test_audit_log_tampering_is_detected(controller: RunningController, tmp_path
     result = controller.ztos("monitoring", "logs", "--verify", check=False)
     assert result.returncode == 3
     assert "audit chain broken at event 2" in one_line_error(result)
+
+
+def test_last_seen_is_shown_and_its_write_wakes_no_watch(
+    controller: RunningController, tmp_path: Path
+) -> None:
+    for name in ("seen1", "seen2"):
+        assert enroll(controller, make_profile(controller, tmp_path, name), tmp_path / name).returncode == 0
+    listed = {n["name"]: n for n in json.loads(controller.ztos("node", "list", "--json").stdout)}
+    assert listed["seen1"]["last_seen"] is None and listed["seen2"]["last_seen"] is None
+    assert "never" in controller.ztos("node", "list").stdout
+    watcher = node_client(controller, tmp_path / "seen1")
+    newcomer = node_client(controller, tmp_path / "seen2")
+    revision = watcher.request("GET", "/api/v1/watch", params={"since": 0, "timeout": 0})["revision"]
+    seen = json.loads(controller.ztos("node", "show", "seen1", "--json").stdout)["last_seen"]
+    assert seen is not None, "an agent call sets last seen"
+    again = watcher.request("GET", "/api/v1/watch", params={"since": revision, "timeout": 0})
+    assert again["revision"] == revision
+    assert json.loads(controller.ztos("node", "show", "seen1", "--json").stdout)["last_seen"] == seen, (
+        "a second call within the interval writes nothing"
+    )
+    timer = threading.Timer(0.3, lambda: newcomer.request("GET", "/api/v1/netmap"))  # its first call
+    timer.start()
+    result = watcher.request("GET", "/api/v1/watch", params={"since": revision, "timeout": 2})
+    timer.join()
+    assert result["changes"] == [], "a last-seen write is nobody's news"
+    assert result["revision"] > revision, "it was written, and skipped"
+    assert json.loads(controller.ztos("node", "show", "seen2", "--json").stdout)["last_seen"] is not None
+    assert "ago" in controller.ztos("node", "list").stdout

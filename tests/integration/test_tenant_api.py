@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import RunningController
+from harness import RunningController, admin_client
 
 
 def enrolled(controller: RunningController, tmp_path: Path, name: str) -> None:
@@ -69,3 +69,31 @@ def test_network_configure_validates_bgp_settings(controller: RunningController)
     assert off["bgp"] is None
     log = json.loads(controller.ztos("monitoring", "logs", "--json").stdout)
     assert sum(e["action"] == "network.configure" for e in log["events"]) == 2
+
+
+def test_node_view_follows_attach_and_detach_after_enrolment(
+    controller: RunningController, tmp_path: Path
+) -> None:
+    """What ``GET /api/v1/nodes/{name}`` (the dashboard, ``node show``) says a node serves
+    is what the tenants say, also after changes made once the node enrolled."""
+    controller.ztos("tenant", "create", "blue")
+    controller.ztos("tenant", "create", "red")
+    unknown = error_of(controller, "token", "create", "--name", "h2", "--tenant", "green")
+    assert "unknown tenant green" in unknown
+    profile = tmp_path / "h2.yaml"
+    controller.ztos("token", "create", "--name", "h2", "--tenant", "blue", "--profile-out", str(profile))
+    controller.ztos("enroll", "--profile", str(profile), "--state-dir", str(tmp_path / "h2"))
+    admin = admin_client(controller)
+
+    def tenants_shown() -> tuple[list[str], list[str]]:
+        listed = [n["tenants"] for n in admin.request("GET", "/api/v1/nodes") if n["name"] == "h2"]
+        return admin.request("GET", "/api/v1/nodes/h2")["tenants"], listed[0]
+
+    assert tenants_shown() == (["blue"], ["blue"]), "the token's tenant is joined on the tenant"
+    controller.ztos("tenant", "detach", "blue", "--node", "h2")
+    controller.ztos("tenant", "attach", "red", "--node", "h2")
+    assert tenants_shown() == (["red"], ["red"])
+    shown = json.loads(controller.ztos("node", "show", "h2", "--json").stdout)
+    assert shown["tenants"] == ["red"]
+    tenants = {t["name"]: t["nodes"] for t in json.loads(controller.ztos("tenant", "list", "--json").stdout)}
+    assert tenants == {"blue": [], "red": ["h2"]}

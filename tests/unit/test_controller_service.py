@@ -10,13 +10,14 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import pki
-from ztos.controller import Controller, initialise_network
+from ztos.controller import LAST_SEEN_INTERVAL, Controller, initialise_network
+from ztos.controller.tenants import TenantRequest, create_tenant, set_attachment
 from ztos.directory.sqlite import SqliteStore
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.server import EnrollRequest, TokenRequest
-from ztos.errors import Conflict, TokenRefused
+from ztos.errors import Conflict, InvalidInput, TokenRefused
 from ztos.keys import generate_wg_keypair
-from ztos.model import Node, Role
+from ztos.model import Node, NodeSeen, Role, Tenant
 
 
 class Clock:
@@ -89,3 +90,51 @@ def test_revocation_covers_every_certificate_of_the_node(controller: Controller)
     serial = pki.serial_hex(pki.cert_from_pem(response.certificate_pem))
     assert serial in {s for s, _ in controller.revoked_serials()}
     assert controller.security_status().nodes_revoked == 1
+
+
+def test_last_seen_is_stored_and_rewritten_once_a_minute(controller: Controller, clock: Clock) -> None:
+    created = controller.create_token("admin:admin", TokenRequest(node_name="h1"))
+    controller.enroll(request_for(created.token, "h1"), "x")
+    assert controller.get_node("h1").last_seen is None, "enrolment is not an agent call"
+    first = clock.now
+    controller.note_seen("h1")
+    assert controller.get_node("h1").last_seen == first
+    revision = controller.store.revision()
+    for _ in range(5):  # every call within the interval: no directory write at all
+        clock.now += timedelta(seconds=10)
+        controller.note_seen("h1")
+    assert controller.store.revision() == revision and controller.get_node("h1").last_seen == first
+    clock.now = first + LAST_SEEN_INTERVAL
+    controller.note_seen("h1")
+    assert controller.get_node("h1").last_seen == clock.now and controller.store.revision() == revision + 1
+    assert [n.last_seen for n in controller.list_nodes()] == [clock.now]
+
+
+def test_last_seen_of_an_unknown_or_deleted_node_writes_nothing(controller: Controller) -> None:
+    revision = controller.store.revision()
+    controller.note_seen("ghost")
+    assert controller.store.revision() == revision
+    created = controller.create_token("admin:admin", TokenRequest(node_name="h1"))
+    controller.enroll(request_for(created.token, "h1"), "x")
+    controller.note_seen("h1")
+    controller.delete_node("admin:admin", "h1")
+    assert controller.store.get(NodeSeen, "h1") is None
+
+
+def test_tenants_of_a_node_are_those_that_list_it(controller: Controller) -> None:
+    """Membership is kept on the tenant only: a token's tenants join at enrolment,
+    and a later attach or detach is what the node's view shows."""
+    for name in ("blue", "red"):
+        create_tenant(controller.store, "admin:admin", TenantRequest(name=name))
+    with pytest.raises(InvalidInput, match="unknown tenant green") as unknown:
+        controller.create_token("admin:admin", TokenRequest(node_name="h1", tenants=["green"]))
+    assert unknown.value.code == "unknown_tenant"
+    created = controller.create_token("admin:admin", TokenRequest(node_name="h1", tenants=["blue"]))
+    controller.enroll(request_for(created.token, "h1"), "x")
+    assert controller.get_node("h1").tenants == ["blue"]
+    assert controller.store.get(Tenant, "blue").nodes == ["h1"]  # type: ignore[union-attr]
+    set_attachment(controller.store, "admin:admin", "blue", "h1", attached=False)
+    set_attachment(controller.store, "admin:admin", "red", "h1", attached=True)
+    assert controller.get_node("h1").tenants == ["red"]
+    assert [n.tenants for n in controller.list_nodes()] == [["red"]]
+    assert "tenants" not in controller.store.get(Node, "h1").model_dump()  # type: ignore[union-attr]

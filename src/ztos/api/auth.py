@@ -383,6 +383,8 @@ class Requires:
             self._refuse(request, identity, exc)
         if token is not None and not self.bearer:
             raise Unauthenticated("this route needs a client certificate, not a bearer token")
+        if identity.role is Role.NODE:
+            controller.note_seen(identity.name)  # any agent call: posture, report, metrics, watch
         return identity
 
     @staticmethod

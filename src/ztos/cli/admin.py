@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from ztos.client import api_path
 from ztos.controller import SecurityOverview, TokenCreated
 from ztos.enroll.profile import Profile, dump_profile
 from ztos.enroll.server import TokenRequest
-from ztos.model import Node, Role
+from ztos.model import Node, NodeView, Role, utcnow
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -79,10 +80,11 @@ def write_profile(path: Path, profile: Profile) -> None:
 @node_app.command("list")
 def node_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """List enrolled nodes."""
-    nodes = [Node.model_validate(n) for n in state(ctx).client().request("GET", "/api/v1/nodes")]
+    nodes = [NodeView.model_validate(n) for n in state(ctx).client().request("GET", "/api/v1/nodes")]
     if json_out:
         print_json(nodes)
         return
+    now = utcnow()
     rows = [
         [
             n.name,
@@ -90,18 +92,32 @@ def node_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
             n.overlay_ipv6,
             n.overlay_ipv4,
             ", ".join(n.endpoints),
+            ", ".join(n.tenants),
+            seen_ago(n.last_seen, now),
             n.cert_serial[:12],
         ]
         for n in nodes
     ]
-    print_table("nodes", ["name", "status", "overlay IPv6", "IPv4", "endpoints", "cert"], rows)
+    headers = ["name", "status", "overlay IPv6", "IPv4", "endpoints", "tenants", "last seen", "cert"]
+    print_table("nodes", headers, rows)
+
+
+def seen_ago(at: datetime | None, now: datetime) -> str:
+    """``42s ago`` / ``5m ago`` / ``3h ago`` / ``2d ago``; ``never`` before the agent's first call."""
+    if at is None:
+        return "never"
+    seconds = max(0, int((now - at).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 @node_app.command("show")
 def node_show(ctx: typer.Context, name: str, json_out: JsonFlag = False) -> None:
     """Show one node."""
     path = api_path("nodes", checked_name(name, "node"))
-    node = Node.model_validate(state(ctx).client().request("GET", path))
+    node = NodeView.model_validate(state(ctx).client().request("GET", path))
     if json_out:
         print_json(node)
         return

@@ -31,14 +31,24 @@ from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile, format_validation_error
 from ztos.enroll.server import DnsCredentials, DnsZoneView
-from ztos.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated, ZtosError
+from ztos.errors import (
+    Conflict,
+    DirectoryError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+    ZtosError,
+)
 from ztos.model import (
     AuditEvent,
     CertificateRecord,
     Endpoint,
     Network,
     Node,
+    NodeSeen,
     NodeStatus,
+    NodeView,
     Role,
     Tenant,
     Token,
@@ -57,6 +67,13 @@ MAX_VALUE_BYTES = 1024
 T = TypeVar("T")
 log = logging.getLogger("ztos.controller")
 DEFAULT_ADMIN_CERT_TTL = 7 * 24 * 3600  # the first admin's certificate; renewed by the CLI
+# How stale a stored "last seen" may get before an agent's call rewrites it. A live
+# agent calls at least every watch timeout (25 s), so without a bound every call would
+# be a directory write (fsynced): 10,000 hosts would cost 400+ writes a second. At 60 s
+# it is at most 10,000 / 60 ~ 170 small writes a second, and "last seen" is for people
+# (is the host around?), where a minute is precise enough; freshness that enforcement
+# depends on is the posture watchdog's, not this.
+LAST_SEEN_INTERVAL = timedelta(seconds=60)
 
 
 class TokenCreated(BaseModel):
@@ -312,14 +329,33 @@ class Controller:
 
     # -- nodes --------------------------------------------------------------
 
-    def list_nodes(self) -> list[Node]:
-        return sorted(self.store.list(Node), key=lambda node: node.name)
+    def list_nodes(self) -> list[NodeView]:
+        seen = {record.name: record.at for record in self.store.list(NodeSeen)}
+        served = memberships(self.store.list(Tenant))
+        nodes = sorted(self.store.list(Node), key=lambda node: node.name)
+        return [node_view(node, served.get(node.name, []), seen.get(node.name)) for node in nodes]
 
-    def get_node(self, name: str) -> Node:
+    def get_node(self, name: str) -> NodeView:
         node = self.store.get(Node, name)
         if node is None:
             raise NotFound(f"no node named {name!r}")
-        return node
+        seen = self.store.get(NodeSeen, name)
+        served = memberships(self.store.list(Tenant)).get(name, [])
+        return node_view(node, served, seen.at if seen else None)
+
+    def note_seen(self, name: str) -> None:
+        """Remember that node ``name``'s agent called, in the directory (so every replica
+        sees it), rewriting it only once it is ``LAST_SEEN_INTERVAL`` old. A failure is
+        logged, never the agent's: "last seen" must not cost the call it records."""
+        now = self.clock()
+        try:
+            if not _seen_is_stale(self.store.get(NodeSeen, name), now):
+                return
+            with self.store.transaction() as tx:  # re-checked inside: replicas race
+                if _seen_is_stale(tx.get(NodeSeen, name), now) and tx.get(Node, name) is not None:
+                    tx.put(NodeSeen(name=name, at=now))
+        except DirectoryError as exc:
+            log.warning("last seen of %s not recorded: %s", name, exc.detail)
 
     def set_node_attributes(self, actor: str, name: str, changes: dict[str, str | None]) -> Node:
         """An admin's attribute changes. ``posture.*`` is what the host reports about itself
@@ -436,6 +472,8 @@ class Controller:
             tx.delete(Node, name)
             tx.delete_state(posture.POSTURE_SCOPE, name)
             tx.delete_state(agent_status.STATUS_SCOPE, name)
+            if tx.get(NodeSeen, name) is not None:
+                tx.delete(NodeSeen, name)
             tx.audit(AuditDraft(actor, "node.delete", f"node:{name}"))
 
     def node_map(self, identity: pki.Identity) -> netmap.NodeMap:
@@ -562,6 +600,23 @@ def check_attribute_size(attributes: dict[str, str], before: dict[str, str]) -> 
                 f"attribute {key!r} is {len(value.encode())} bytes; at most {MAX_VALUE_BYTES}",
                 code="too_many_attributes",
             )
+
+
+def memberships(tenants: list[Tenant]) -> dict[str, list[str]]:
+    """Node name -> the tenants that list it (``Tenant.nodes``), sorted."""
+    served: dict[str, list[str]] = {}
+    for tenant in sorted(tenants, key=lambda t: t.name):
+        for name in tenant.nodes:
+            served.setdefault(name, []).append(tenant.name)
+    return served
+
+
+def node_view(node: Node, tenants: list[str], last_seen: datetime | None) -> NodeView:
+    return NodeView.model_validate({**node.model_dump(), "tenants": tenants, "last_seen": last_seen})
+
+
+def _seen_is_stale(seen: NodeSeen | None, now: datetime) -> bool:
+    return seen is None or now - seen.at >= LAST_SEEN_INTERVAL
 
 
 def observed_endpoint(source: str | None, port: int) -> str | None:

@@ -123,6 +123,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX shared_state_expiry ON shared_state (scope, expires) WHERE expires IS NOT NULL;
     """,
+    # 4: node records lose ``tenants`` and ``last_seen``. Membership lives on the
+    # tenant alone (``Tenant.nodes``, which is what the data plane always served; the
+    # node's copy was written at enrolment and never updated, so it is dropped, not
+    # merged), and "last seen" is its own kind (``nodeseen``) so that writing it never
+    # wakes the peers watching node records. Records only: the change feed's history
+    # is left as it was written.
+    """
+    UPDATE objects SET data = json_remove(data, '$.tenants', '$.last_seen') WHERE kind = 'node';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

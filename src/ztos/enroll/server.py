@@ -28,6 +28,7 @@ from ztos.model import (
     Node,
     NodeStatus,
     Role,
+    Tenant,
     Token,
     User,
     WgKey,
@@ -113,6 +114,7 @@ def network_info(network: Network) -> NetworkInfo:
 
 def issue_token(tx: Transaction, request: TokenRequest, actor: str, now: datetime) -> tuple[Token, str]:
     """Store a new token (hashed) and return it with its one-time plaintext."""
+    _check_tenants(tx, request.tenants)
     parts = tokens.new_token_parts()
     token = Token(
         id=parts.id,
@@ -128,6 +130,14 @@ def issue_token(tx: Transaction, request: TokenRequest, actor: str, now: datetim
     tx.create(token)
     tx.audit(AuditDraft(actor, "token.create", f"token:{token.id}", detail=_token_detail(token)))
     return token, tokens.format_token(parts)
+
+
+def _check_tenants(tx: Transaction, names: list[str]) -> None:
+    known = {tenant.name for tenant in tx.list(Tenant)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        choices = ", ".join(sorted(known)) or "none yet: create one with 'ztos tenant create'"
+        raise InvalidInput(f"unknown tenant {', '.join(unknown)} (tenants: {choices})", code="unknown_tenant")
 
 
 def _token_detail(token: Token) -> str:
@@ -153,6 +163,7 @@ def redeem(
         cert = ca.issue_client(csr_public_key(csr), token.node_name, token.role, ttl, node.wg_public_key)
         node.cert_serial = pki.serial_hex(cert)
         tx.put(node)
+        _join_tenants(tx, node.name, token.tenants)
     else:
         cert = ca.issue_client(csr_public_key(csr), token.node_name, token.role, ttl)
         tx.put(User(name=token.node_name, roles=[token.role], attributes=token.attributes))
@@ -173,6 +184,16 @@ def redeem(
         network=network_info(network),
         node=node,
     )
+
+
+def _join_tenants(tx: Transaction, node: str, names: list[str]) -> None:
+    """Attach an enrolling node to its token's tenants, on the tenants (``Tenant.nodes``,
+    the one place membership is kept). A tenant deleted since the token was made is
+    skipped, as its deletion would have detached the node anyway."""
+    for name in names:
+        tenant = tx.get(Tenant, name)
+        if tenant is not None and node not in tenant.nodes:
+            tx.put(tenant.model_copy(update={"nodes": sorted({*tenant.nodes, node})}))
 
 
 def _check_csr_subject(csr: x509.CertificateSigningRequest, node_name: str) -> None:
@@ -218,7 +239,6 @@ def _new_node(tx: Transaction, network: Network, token: Token, request: EnrollRe
         endpoints=request.endpoints,
         listen_port=request.listen_port,
         underlay_mtu=request.underlay_mtu,
-        tenants=token.tenants,
         attributes=token.attributes,
         cert_serial="0",
     )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ztos.api.auth import ADMIN, OPERATOR_WRITE, READERS, controller_of, requires
 from ztos.controller import TokenCreated, actor_of
 from ztos.enroll.server import TokenRequest
-from ztos.model import Name, Node
+from ztos.model import Name, Node, NodeView
 from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
@@ -21,8 +21,8 @@ class RevokeRequest(BaseModel):
     reason: str = Field(default="revoked by admin", max_length=200)
 
 
-@router.get("", response_model=list[Node])
-def list_nodes(request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> list[Node]:
+@router.get("", response_model=list[NodeView])
+def list_nodes(request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> list[NodeView]:
     return controller_of(request).list_nodes()
 
 
@@ -36,8 +36,8 @@ def provision_node(
     return controller_of(request).create_token(actor_of(who), body)
 
 
-@router.get("/{name}", response_model=Node)
-def get_node(name: Name, request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> Node:
+@router.get("/{name}", response_model=NodeView)
+def get_node(name: Name, request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> NodeView:
     return controller_of(request).get_node(name)
 
 

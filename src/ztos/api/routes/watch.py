@@ -14,6 +14,8 @@ attributes from the feed. Token secrets' hashes are never sent to anyone.
 Between reads a watcher sleeps on the directory's ``ChangeSignal``
 (``ztos.directory.signal``): a commit wakes it at once, whichever controller
 process made it, and an idle watcher costs no reads at all.
+"Last seen" ticks (``nodeseen``) wake nobody: every agent writes one a minute,
+which would keep every dashboard's long-poll returning; readers fetch them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ NODE_WAKE_KINDS = frozenset(
     {"network", "node", "tenant", "workload", "policyhead", "user", "group", "device"}
 )
 REDACTED_KINDS = frozenset({"token", "tsigkey"})
+QUIET_KINDS = frozenset({"nodeseen"})  # advance the revision, shown to no watcher
 
 
 class ChangeOut(BaseModel):
@@ -56,6 +59,8 @@ class WatchResult(BaseModel):
 
 
 def visible(change: Change, role: Role) -> ChangeOut | None:
+    if change.kind in QUIET_KINDS:
+        return None
     if role is Role.NODE:
         if change.kind not in NODE_WAKE_KINDS:
             return None
