@@ -288,11 +288,10 @@ export function stopLive(): void {
 
 export type HostState = "up" | "down" | "unknown" | "revoked";
 
-/** The tenants a host serves: attachments are kept on the tenant (`Tenant.nodes`). */
+/** The tenants a host serves: attachments are kept on the tenant (`Tenant.nodes`) only,
+ * which the feed refreshes on every attach and detach. */
 export function tenantsOf(node: Node, s: LiveState = state): string[] {
-  const names = new Set(node.tenants);
-  for (const t of s.tenants) if (t.nodes.includes(node.name)) names.add(t.name);
-  return [...names].sort();
+  return s.tenants.filter((t) => t.nodes.includes(node.name)).map((t) => t.name).sort();
 }
 
 export function hostState(node: Node, s: LiveState = state): HostState {

@@ -10,12 +10,12 @@ export interface Node {
   overlay_ipv4: string;
   endpoints: string[];
   listen_port: number;
-  tenants: string[];
+  tenants: string[]; // derived from Tenant.nodes by the API; the dashboard reads live.tenants
   attributes: Record<string, string>;
   status: "active" | "revoked";
   cert_serial: string;
   enrolled_at: string;
-  last_seen: string | null;
+  last_seen: string | null; // the agent's last call, written at most once a minute
 }
 
 export interface Tenant {

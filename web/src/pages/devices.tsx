@@ -50,6 +50,7 @@ export function Devices() {
               <th>Endpoints</th>
               <th>Tenants</th>
               <th>Enrolled</th>
+              <th>Last seen</th>
               <th>Certificate</th>
               <th />
             </tr>
@@ -79,6 +80,9 @@ export function Devices() {
                   <td>{tenantsOf(n, live).join(", ") || "—"}</td>
                   <td class="nowrap" title={datetime(n.enrolled_at)}>
                     {relative(n.enrolled_at, now)}
+                  </td>
+                  <td class="nowrap" data-testid="last-seen" title={n.last_seen ? datetime(n.last_seen) : "no call from its agent yet"}>
+                    {n.last_seen ? relative(n.last_seen, now) : "never"}
                   </td>
                   <td class="nowrap">
                     <span class="mono" title={n.cert_serial}>

@@ -93,7 +93,7 @@ export function admitted(sel: Selector, doc: PolicyDoc, live: LiveState): string
     for (const g of role?.groups ?? []) out.add(`group ${g}`);
   }
   for (const t of s.tenants ?? []) {
-    const serving = live.nodes.filter((n) => n.tenants.includes(t)).map((n) => n.name);
+    const serving = live.tenants.find((x) => x.name === t)?.nodes ?? [];
     out.add(serving.length ? `tenant ${t} (on ${serving.join(", ")})` : `tenant ${t}`);
   }
   for (const name of s.services ?? []) {

@@ -58,7 +58,7 @@ export function meshEdges(nodes: Node[], live: LiveState): Edge[] {
 function visibleNodes(live: LiveState, tenant: string): Node[] {
   if (!tenant) return live.nodes;
   const t = live.tenants.find((x) => x.name === tenant);
-  const serving = new Set([...(t?.nodes ?? []), ...live.nodes.filter((n) => n.tenants.includes(tenant)).map((n) => n.name)]);
+  const serving = new Set(t?.nodes ?? []);
   return live.nodes.filter((n) => serving.has(n.name));
 }
 
