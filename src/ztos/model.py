@@ -156,7 +156,8 @@ class NodeView(Node):
     """A node as the API shows it: the record plus what other records say about it.
 
     ``tenants`` is derived from ``Tenant.nodes`` (the one place membership is kept)
-    and ``last_seen`` from ``NodeSeen``; neither is stored on the node.
+    and ``last_seen`` from ``NodeSeen``; neither is stored on the node, and a view
+    is never stored (its extra fields would not load as a ``Node``).
     """
 
     tenants: list[Name] = Field(default_factory=list)

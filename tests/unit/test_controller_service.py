@@ -95,19 +95,19 @@ def test_revocation_covers_every_certificate_of_the_node(controller: Controller)
 def test_last_seen_is_stored_and_rewritten_once_a_minute(controller: Controller, clock: Clock) -> None:
     created = controller.create_token("admin:admin", TokenRequest(node_name="h1"))
     controller.enroll(request_for(created.token, "h1"), "x")
-    assert controller.get_node("h1").last_seen is None, "enrolment is not an agent call"
+    assert controller.node_view("h1").last_seen is None, "enrolment is not an agent call"
     first = clock.now
     controller.note_seen("h1")
-    assert controller.get_node("h1").last_seen == first
+    assert controller.node_view("h1").last_seen == first
     revision = controller.store.revision()
     for _ in range(5):  # every call within the interval: no directory write at all
         clock.now += timedelta(seconds=10)
         controller.note_seen("h1")
-    assert controller.store.revision() == revision and controller.get_node("h1").last_seen == first
+    assert controller.store.revision() == revision and controller.node_view("h1").last_seen == first
     clock.now = first + LAST_SEEN_INTERVAL
     controller.note_seen("h1")
-    assert controller.get_node("h1").last_seen == clock.now and controller.store.revision() == revision + 1
-    assert [n.last_seen for n in controller.list_nodes()] == [clock.now]
+    assert controller.node_view("h1").last_seen == clock.now and controller.store.revision() == revision + 1
+    assert [n.last_seen for n in controller.node_views()] == [clock.now]
 
 
 def test_last_seen_of_an_unknown_or_deleted_node_writes_nothing(controller: Controller) -> None:
@@ -131,10 +131,10 @@ def test_tenants_of_a_node_are_those_that_list_it(controller: Controller) -> Non
     assert unknown.value.code == "unknown_tenant"
     created = controller.create_token("admin:admin", TokenRequest(node_name="h1", tenants=["blue"]))
     controller.enroll(request_for(created.token, "h1"), "x")
-    assert controller.get_node("h1").tenants == ["blue"]
+    assert controller.node_view("h1").tenants == ["blue"]
     assert controller.store.get(Tenant, "blue").nodes == ["h1"]  # type: ignore[union-attr]
     set_attachment(controller.store, "admin:admin", "blue", "h1", attached=False)
     set_attachment(controller.store, "admin:admin", "red", "h1", attached=True)
-    assert controller.get_node("h1").tenants == ["red"]
-    assert [n.tenants for n in controller.list_nodes()] == [["red"]]
+    assert controller.node_view("h1").tenants == ["red"]
+    assert [n.tenants for n in controller.node_views()] == [["red"]]
     assert "tenants" not in controller.store.get(Node, "h1").model_dump()  # type: ignore[union-attr]

@@ -329,19 +329,26 @@ class Controller:
 
     # -- nodes --------------------------------------------------------------
 
-    def list_nodes(self) -> list[NodeView]:
-        seen = {record.name: record.at for record in self.store.list(NodeSeen)}
-        served = memberships(self.store.list(Tenant))
-        nodes = sorted(self.store.list(Node), key=lambda node: node.name)
-        return [node_view(node, served.get(node.name, []), seen.get(node.name)) for node in nodes]
+    def list_nodes(self) -> list[Node]:
+        return sorted(self.store.list(Node), key=lambda node: node.name)
 
-    def get_node(self, name: str) -> NodeView:
+    def get_node(self, name: str) -> Node:
         node = self.store.get(Node, name)
         if node is None:
             raise NotFound(f"no node named {name!r}")
+        return node
+
+    def node_views(self) -> list[NodeView]:
+        """Every node as people see it: with its tenants and when it was last seen."""
+        seen = {record.name: record.at for record in self.store.list(NodeSeen)}
+        served = memberships(self.store.list(Tenant))
+        return [as_view(n, served.get(n.name, []), seen.get(n.name)) for n in self.list_nodes()]
+
+    def node_view(self, name: str) -> NodeView:
+        node = self.get_node(name)
         seen = self.store.get(NodeSeen, name)
         served = memberships(self.store.list(Tenant)).get(name, [])
-        return node_view(node, served, seen.at if seen else None)
+        return as_view(node, served, seen.at if seen else None)
 
     def note_seen(self, name: str) -> None:
         """Remember that node ``name``'s agent called, in the directory (so every replica
@@ -611,7 +618,7 @@ def memberships(tenants: list[Tenant]) -> dict[str, list[str]]:
     return served
 
 
-def node_view(node: Node, tenants: list[str], last_seen: datetime | None) -> NodeView:
+def as_view(node: Node, tenants: list[str], last_seen: datetime | None) -> NodeView:
     return NodeView.model_validate({**node.model_dump(), "tenants": tenants, "last_seen": last_seen})
 
 

@@ -23,7 +23,7 @@ class RevokeRequest(BaseModel):
 
 @router.get("", response_model=list[NodeView])
 def list_nodes(request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> list[NodeView]:
-    return controller_of(request).list_nodes()
+    return controller_of(request).node_views()
 
 
 @router.post("", response_model=TokenCreated, status_code=201)
@@ -38,7 +38,7 @@ def provision_node(
 
 @router.get("/{name}", response_model=NodeView)
 def get_node(name: Name, request: Request, _: Annotated[Identity, Depends(requires(READERS))]) -> NodeView:
-    return controller_of(request).get_node(name)
+    return controller_of(request).node_view(name)
 
 
 @router.post("/{name}/revoke", response_model=Node)
