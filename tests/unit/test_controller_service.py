@@ -11,13 +11,19 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ztos import pki
 from ztos.controller import LAST_SEEN_INTERVAL, Controller, initialise_network
-from ztos.controller.tenants import TenantRequest, create_tenant, set_attachment
+from ztos.controller.tenants import (
+    TenantRequest,
+    WorkloadRequest,
+    add_workload,
+    create_tenant,
+    set_attachment,
+)
 from ztos.directory.sqlite import SqliteStore
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.server import EnrollRequest, TokenRequest
 from ztos.errors import Conflict, InvalidInput, TokenRefused
 from ztos.keys import generate_wg_keypair
-from ztos.model import Node, NodeSeen, Role, Tenant
+from ztos.model import Node, NodeSeen, Role, Tenant, Workload
 
 
 class Clock:
@@ -138,3 +144,18 @@ def test_tenants_of_a_node_are_those_that_list_it(controller: Controller) -> Non
     assert controller.node_view("h1").tenants == ["red"]
     assert [n.tenants for n in controller.node_views()] == [["red"]]
     assert "tenants" not in controller.store.get(Node, "h1").model_dump()  # type: ignore[union-attr]
+
+
+def test_a_deleted_node_leaves_its_tenants_and_a_new_host_of_its_name_inherits_none(
+    controller: Controller,
+) -> None:
+    create_tenant(controller.store, "admin:admin", TenantRequest(name="blue"))
+    created = controller.create_token("admin:admin", TokenRequest(node_name="h1", tenants=["blue"]))
+    controller.enroll(request_for(created.token, "h1"), "x")
+    add_workload(controller.store, "admin:admin", WorkloadRequest(tenant="blue", node="h1", name="db"))
+    controller.delete_node("admin:admin", "h1")
+    assert controller.store.get(Tenant, "blue").nodes == []  # type: ignore[union-attr]
+    assert controller.store.get(Workload, "db") is None
+    again = controller.create_token("admin:admin", TokenRequest(node_name="h1"))
+    controller.enroll(request_for(again.token, "h1"), "x")
+    assert controller.node_view("h1").tenants == []

@@ -24,6 +24,7 @@ from ztos import addressing, netmap, pki
 from ztos.audit import AuditDraft, verify_chain
 from ztos.controller import policies, posture
 from ztos.controller import status as agent_status
+from ztos.controller import tenants as tenant_ops
 from ztos.controller.refusals import RefusalLimiter
 from ztos.controller.status import AgentStatus, HostSecurity, NetworkStatus, StatusBoard
 from ztos.directory import Change, ChangeSignal, Store, Transaction
@@ -477,6 +478,7 @@ class Controller:
         self.revoke_node(actor, name, "deleted")
         with self.store.transaction() as tx:
             tx.delete(Node, name)
+            tenant_ops.forget_node(tx, name)
             tx.delete_state(posture.POSTURE_SCOPE, name)
             tx.delete_state(agent_status.STATUS_SCOPE, name)
             if tx.get(NodeSeen, name) is not None:

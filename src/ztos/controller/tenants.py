@@ -114,6 +114,17 @@ def set_attachment(store: Store, actor: str, name: str, node: str, attached: boo
     return tenant
 
 
+def forget_node(tx: Transaction, node: str) -> None:
+    """A deleted node leaves every tenant and its workloads go: a host enrolled
+    later under the same name must not inherit the old one's tenants."""
+    for tenant in tx.list(Tenant):
+        if node in tenant.nodes:
+            tx.put(tenant.model_copy(update={"nodes": [n for n in tenant.nodes if n != node]}))
+    for workload in tx.list(Workload):
+        if workload.node == node:
+            tx.delete(Workload, workload.name)
+
+
 def add_workload(store: Store, actor: str, request: WorkloadRequest) -> Workload:
     with store.transaction() as tx:
         tenant = _tenant(tx, request.tenant)
