@@ -120,6 +120,7 @@ class Network(Record):
     cert_ttl_seconds: int = Field(default=24 * 3600, ge=300, le=90 * 24 * 3600)
     created_at: datetime = Field(default_factory=utcnow)
     bgp: BgpSettings | None = None
+    default_deny: bool = False  # before the first policy: closed (only tenant peers, nothing admitted)
 
 
 class Node(Record):

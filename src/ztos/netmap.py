@@ -4,8 +4,9 @@ A pure function of (network, nodes, which node): no I/O, so the controller
 computes it per request and unit tests cover it as tables. The agent turns it
 into a data-plane spec (``ztos.agent.desired``).
 
-Peers are every *other active* node; a revoked node is simply absent, so the
-next reconcile on every host removes it. A peer's endpoint is the one the
+Peers are the *other active* nodes this host needs (every one while the
+network is open; see ``ztos.controller.nodemaps``); a revoked node is simply
+absent, so the next reconcile on every host removes it. A peer's endpoint is the one the
 controller observed (the source address of its last report, with its listen
 port), else its first self-claimed IPv6 underlay endpoint, else its first IPv4
 one. A self-claimed endpoint whose address another host was observed at, or
@@ -15,7 +16,11 @@ point its peers at another host's address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -99,28 +104,46 @@ def choose_endpoint(endpoints: list[str]) -> str | None:
     return candidates[0] if candidates else None
 
 
+@functools.lru_cache(maxsize=65536)
 def endpoint_host(endpoint: str) -> str:
     """The address part of ``ADDRESS:PORT`` / ``[IPv6]:PORT``, normalised for comparison."""
     return str(ipaddress.ip_address(endpoint.rpartition(":")[0].strip("[]")))
 
 
+class EndpointOwners:
+    """Who owns which underlay address, indexed once per build so that trusting one
+    peer's claims costs O(its endpoints), not O(nodes)."""
+
+    def __init__(self, nodes: Iterable[Node]) -> None:
+        self.observed: dict[str, set[str]] = defaultdict(set)
+        self.first_claim: dict[str, tuple[datetime, str]] = {}
+        for node in nodes:
+            if node.observed_endpoint is not None:
+                self.observed[endpoint_host(node.observed_endpoint)].add(node.name)
+            for host in {endpoint_host(e) for e in node.endpoints}:
+                claim = (node.enrolled_at, node.name)
+                self.first_claim[host] = min(claim, self.first_claim.get(host, claim))
+
+    def trusted(self, node: Node) -> list[str]:
+        """``node``'s observed endpoint, then its claims that no other host owns: a claim is
+        dropped when another host was observed at that address or claimed it first."""
+        observed = [node.observed_endpoint] if node.observed_endpoint is not None else []
+        return observed + [e for e in node.endpoints if not self._owned_by_other(node, endpoint_host(e))]
+
+    def _owned_by_other(self, node: Node, host: str) -> bool:
+        if self.observed.get(host, set()) - {node.name}:
+            return True
+        first = self.first_claim.get(host)
+        return first is not None and first < (node.enrolled_at, node.name)
+
+
 def trusted_endpoints(node: Node, nodes: list[Node]) -> list[str]:
-    """``node``'s observed endpoint, then its claims that no other host owns: a claim is
-    dropped when another host was observed at that address or claimed it first."""
-    owned: set[str] = set()
-    for other in nodes:
-        if other.name == node.name:
-            continue
-        if other.observed_endpoint is not None:
-            owned.add(endpoint_host(other.observed_endpoint))
-        if (other.enrolled_at, other.name) < (node.enrolled_at, node.name):
-            owned.update(endpoint_host(e) for e in other.endpoints)
-    observed = [node.observed_endpoint] if node.observed_endpoint is not None else []
-    return observed + [e for e in node.endpoints if endpoint_host(e) not in owned]
+    """``node``'s endpoints that no other host owns (see ``EndpointOwners``)."""
+    return EndpointOwners(nodes).trusted(node)
 
 
-def peer_of(node: Node, nodes: list[Node] | None = None) -> MapPeer:
-    trusted = trusted_endpoints(node, nodes or [node])
+def peer_of(node: Node, owners: EndpointOwners | None = None) -> MapPeer:
+    trusted = (owners or EndpointOwners([node])).trusted(node)
     return MapPeer(
         name=node.name,
         public_key=node.wg_public_key,
@@ -133,24 +156,43 @@ def peer_of(node: Node, nodes: list[Node] | None = None) -> MapPeer:
     )
 
 
+def tenant_peers(tenants: Iterable[Tenant], name: str) -> frozenset[str]:
+    """The nodes sharing a tenant with ``name`` (``Tenant.nodes`` is the membership)."""
+    shared = {n for t in tenants if name in t.nodes for n in t.nodes}
+    shared.discard(name)
+    return frozenset(shared)
+
+
 def build(
     network: Network,
     nodes: list[Node],
     name: str,
     tenants: list[Tenant] | None = None,
     workloads: list[Workload] | None = None,
+    peers: Collection[str] | None = None,
+    owners: EndpointOwners | None = None,
 ) -> NodeMap:
-    """The desired state of node ``name``: mesh peers, tenants and BGP."""
+    """The desired state of node ``name``: mesh peers, tenants and BGP.
+
+    ``peers`` limits the mesh to the nodes this host needs (need to know, chosen
+    by ``ztos.controller.nodemaps``); None keeps the open mesh of every active node.
+    ``owners`` may be passed in when many maps are built from the same nodes.
+    With a limit, iBGP neighbours are the nodes sharing a tenant (EVPN routes are
+    about tenants); the configured external peers stay.
+    """
     me = next((node for node in nodes if node.name == name), None)
     if me is None:
         raise NotFound(f"node {name!r} is not in the directory")
     if me.status is not NodeStatus.ACTIVE:
         raise Forbidden(f"node {name!r} is {me.status.value}; it has no place in the mesh")
     active = {n.name: n for n in nodes if n.status is NodeStatus.ACTIVE}
-    others = list(active.values())
-    peers = sorted((peer_of(n, others) for n in others if n.name != name), key=lambda peer: peer.name)
+    wanted = set(active) if peers is None else set(peers) & active.keys()
+    wanted.discard(name)
+    owners = owners or EndpointOwners(active.values())
+    mesh = [peer_of(active[n], owners) for n in sorted(wanted)]
     evpn = network.bgp is not None and network.bgp.evpn
     served = [t for t in tenants or [] if name in t.nodes]
+    neighbours = wanted if peers is None else wanted & tenant_peers(served, name)
     return NodeMap(
         network=network.name,
         name=name,
@@ -160,11 +202,11 @@ def build(
         routes=(str(addressing.node_subnet(network.ula_prefix)), str(network.ipv4_prefix)),
         listen_port=me.listen_port,
         underlay_mtu=me.underlay_mtu,
-        peers=tuple(peers),
+        peers=tuple(mesh),
         tenants=tuple(
             map_tenant(t, me, active, workloads or [], evpn) for t in sorted(served, key=lambda t: t.vni)
         ),
-        bgp=map_bgp(network, me, active),
+        bgp=map_bgp(network, me, [active[n] for n in neighbours]),
     )
 
 
@@ -195,13 +237,13 @@ def map_tenant(
     )
 
 
-def map_bgp(network: Network, me: Node, active: dict[str, Node]) -> MapBgp | None:
-    """iBGP over the overlay to every other node, plus the configured extra peers."""
+def map_bgp(network: Network, me: Node, mesh: Iterable[Node]) -> MapBgp | None:
+    """iBGP over the overlay to the ``mesh`` nodes, plus the configured extra peers."""
     if network.bgp is None:
         return None
-    mesh = [
+    neighbours = [
         MapBgpNeighbor(address=str(n.overlay_ipv6), description=n.name)
-        for n in sorted(active.values(), key=lambda n: n.name)
+        for n in sorted(mesh, key=lambda n: n.name)
         if n.name != me.name
     ]
     extra = [
@@ -212,5 +254,5 @@ def map_bgp(network: Network, me: Node, active: dict[str, Node]) -> MapBgp | Non
         asn=network.bgp.asn,
         evpn=network.bgp.evpn,
         router_id=str(me.overlay_ipv4),
-        neighbors=tuple(mesh + extra),
+        neighbors=tuple(neighbours + extra),
     )

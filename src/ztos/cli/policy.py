@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ztos.cli.context import fail, print_json, print_table, state
-from ztos.controller.policies import PolicyChanges, PolicyDecision, PolicyView
+from ztos.controller.policies import PolicyChanges, PolicyDecision, PolicyState, PolicyView
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 policy_app = typer.Typer(help="The network's zero-trust policy (default deny).", no_args_is_help=True)
@@ -41,8 +41,13 @@ def apply(
 
 @policy_app.command("show")
 def show(ctx: typer.Context, json_out: JsonFlag = False) -> None:
-    """The policy in force."""
-    view = PolicyView.model_validate(state(ctx).client().request("GET", "/api/v1/policies"))
+    """The policy in force, or whether the network is open or default deny without one."""
+    client = state(ctx).client()
+    mode = PolicyState.model_validate(client.request("GET", "/api/v1/policies/state"))
+    if mode.rev is None:
+        print_json(mode) if json_out else print(mode.detail)
+        return
+    view = PolicyView.model_validate(client.request("GET", "/api/v1/policies"))
     if json_out:
         print_json(view)
     else:

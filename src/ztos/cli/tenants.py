@@ -148,24 +148,43 @@ def workload_remove(ctx: typer.Context, name: str) -> None:
 def network_configure(
     ctx: typer.Context,
     bgp: Annotated[
-        bool, typer.Option("--bgp/--no-bgp", help="BGP EVPN on, or the embedded flood-list mode.")
-    ],
+        bool | None,
+        typer.Option(
+            "--bgp/--no-bgp", help="BGP EVPN on, or the embedded flood-list mode (default: unchanged)."
+        ),
+    ] = None,
     asn: Annotated[int | None, typer.Option("--as", help="Local AS number of the mesh.")] = None,
     peer: Annotated[list[str] | None, typer.Option("--peer", help="Extra BGP peer address (repeat).")] = None,
     peer_as: Annotated[
         int | None, typer.Option("--peer-as", help="AS of the extra peers (default: local).")
     ] = None,
     evpn: Annotated[bool, typer.Option("--evpn/--no-evpn", help="Advertise VNIs with EVPN.")] = True,
+    default_deny: Annotated[
+        bool | None,
+        typer.Option(
+            "--default-deny/--no-default-deny",
+            help="Before the first policy: closed (tenant peers only, nothing admitted) or open.",
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Set BGP parameters for the whole network."""
-    request = {"bgp": bgp, "asn": asn, "evpn": evpn, "peers": peer or [], "peer_asn": peer_as}
+    """Set BGP parameters, or default deny, for the whole network (what is not given stays)."""
+    request: dict[str, object] = {"default_deny": default_deny}
+    if bgp is not None:
+        request |= {"bgp": bgp, "asn": asn, "evpn": evpn, "peers": peer or [], "peer_asn": peer_as}
+    elif asn is not None or peer or peer_as is not None:
+        raise InvalidInput("--as, --peer and --peer-as need --bgp")
     network = Network.model_validate(
         state(ctx).client().request("POST", "/api/v1/network/configure", json=request)
     )
     if json_out:
         print_json(network)
-    elif network.bgp is None:
+        return
+    if default_deny is not None:
+        print(f"default deny {'on' if network.default_deny else 'off'}: {_closed_text(network.default_deny)}")
+    if bgp is None:
+        return
+    if network.bgp is None:
         print("BGP off: agents program VXLAN flood lists themselves (embedded mode)")
     else:
         print(
@@ -185,6 +204,11 @@ def network_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         "embedded (flood lists)" if status.bgp is None else f"BGP AS {status.bgp.asn}, EVPN {status.bgp.evpn}"
     )
     print(f"mode: {mode}")
+    if status.policy_rev is not None:
+        print(f"policy: revision {status.policy_rev} in force (default deny: {_on(status.default_deny)})")
+    else:
+        closed = status.default_deny
+        print(f"policy: none applied; default deny {_on(closed)}: {_closed_text(closed)}")
     rows = [
         [t.name, t.vni, n.node, ", ".join(n.remote_vteps), len(n.macs)]
         for t in status.tenants
@@ -194,3 +218,14 @@ def network_status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     sessions = [[node, s.peer, s.state] for node, items in status.bgp_sessions.items() for s in items]
     if sessions:
         print_table("BGP sessions", ["node", "peer", "state"], sessions)
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _closed_text(default_deny: bool) -> str:
+    """What a network without a policy does, by its default-deny setting."""
+    if default_deny:
+        return "without a policy, hosts admit only ZTOS's own traffic and peer only within their tenants"
+    return "without a policy the network is open: every host reaches every other"

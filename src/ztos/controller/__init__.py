@@ -25,6 +25,7 @@ from ztos.audit import AuditDraft, verify_chain
 from ztos.controller import policies, posture
 from ztos.controller import status as agent_status
 from ztos.controller import tenants as tenant_ops
+from ztos.controller.nodemaps import NodeMaps
 from ztos.controller.refusals import RefusalLimiter
 from ztos.controller.status import AgentStatus, HostSecurity, NetworkStatus, StatusBoard
 from ztos.directory import Change, ChangeSignal, Store, Transaction
@@ -54,7 +55,6 @@ from ztos.model import (
     Tenant,
     Token,
     User,
-    Workload,
     utcnow,
 )
 
@@ -174,6 +174,10 @@ class Controller:
     dns: DnsHooks | None = None
     posture_timeout: float = posture.DEFAULT_TIMEOUT
     refusals: RefusalLimiter = field(default_factory=RefusalLimiter)
+    node_maps: NodeMaps = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.node_maps = NodeMaps(self.store)
 
     @classmethod
     def open(cls, store: Store, pki_dir: Path, controller_urls: list[str]) -> Controller:
@@ -486,14 +490,8 @@ class Controller:
             tx.audit(AuditDraft(actor, "node.delete", f"node:{name}"))
 
     def node_map(self, identity: pki.Identity) -> netmap.NodeMap:
-        node_map = netmap.build(
-            self.network(),
-            self.store.list(Node),
-            identity.name,
-            self.store.list(Tenant),
-            self.store.list(Workload),
-        )
-        return node_map.model_copy(update={"policy": policies.bundle(self.store)})
+        """What this node needs of the mesh and the policy (``nodemaps``: need to know)."""
+        return self.node_maps.build(identity.name)
 
     def dns_records(self) -> DnsZoneView:
         if self.dns is None:
@@ -502,7 +500,10 @@ class Controller:
 
     def network_status(self) -> NetworkStatus:
         reports = agent_status.read_reports(self.store.list_state(agent_status.STATUS_SCOPE, self._now()))
-        return agent_status.network_status(self.network().bgp, self.store.list(Tenant), reports)
+        network, current = self.network(), policies.active(self.store)
+        status = agent_status.network_status(network.bgp, self.store.list(Tenant), reports)
+        rev = None if current is None else int(current.rev)
+        return status.model_copy(update={"default_deny": network.default_deny, "policy_rev": rev})
 
     def put_agent_status(self, name: str, report: AgentStatus) -> None:
         """Keep a node's latest status report where every replica reads it (one entry per

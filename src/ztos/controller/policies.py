@@ -11,14 +11,14 @@ nftables on every host.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ztos.audit import AuditDraft
 from ztos.directory import Store, Transaction
 from ztos.errors import InvalidInput, NotFound
-from ztos.model import Group, Node, PolicyHead, PolicyRevision, Tenant, User, Workload, utcnow
+from ztos.model import Group, Network, Node, PolicyHead, PolicyRevision, Tenant, User, Workload, utcnow
 from ztos.policy import (
     KnownNames,
     Policy,
@@ -60,6 +60,38 @@ class PolicyView(BaseModel):
     created_at: datetime
     comment: str
     text: str
+
+
+class PolicyState(BaseModel):
+    """Whether the network is open, closed by default, or under a policy revision."""
+
+    mode: Literal["open", "default-deny", "policy"]
+    rev: int | None
+    detail: str
+
+
+def state(store: Store) -> PolicyState:
+    """What hosts enforce right now, in words an operator can act on."""
+    current = active(store)
+    networks = store.list(Network)
+    if current is not None:
+        rev = int(current.rev)
+        return PolicyState(
+            mode="policy", rev=rev, detail=f"policy revision {rev} in force: only what its rules allow passes"
+        )
+    if networks and networks[0].default_deny:
+        return PolicyState(
+            mode="default-deny",
+            rev=None,
+            detail="no policy applied yet and the network is default deny: hosts admit only ZTOS's own "
+            "traffic and see only the hosts they share a tenant with",
+        )
+    return PolicyState(
+        mode="open",
+        rev=None,
+        detail="no policy applied yet: the network is open, every host reaches every other "
+        "(run 'ztos policy apply FILE', or 'ztos network configure --default-deny' to start closed)",
+    )
 
 
 class PolicyChanges(BaseModel):
@@ -179,11 +211,3 @@ def test(store: Store, request: PolicyTestRequest, now: datetime | None = None) 
     return PolicyDecision(
         allowed=decision.allowed, rule=decision.rule, reason=decision.reason, rev=int(current.rev)
     )
-
-
-def bundle(store: Store) -> dict[str, Any] | None:
-    """What agents need to enforce: the active policy text and the snapshot data."""
-    current = active(store)
-    if current is None:
-        return None
-    return {"rev": int(current.rev), "text": current.text, "snapshot": snapshot(store).to_data()}

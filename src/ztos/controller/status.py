@@ -69,6 +69,8 @@ class NetworkStatus(BaseModel):
     bgp: BgpSettings | None
     tenants: list[TenantStatus]
     bgp_sessions: dict[str, list[BgpSessionReport]]
+    default_deny: bool = False  # closed before the first policy (``network configure --default-deny``)
+    policy_rev: int | None = None  # the policy in force; None: none applied yet
 
 
 class StatusBoard:

@@ -35,10 +35,12 @@ class WorkloadRequest(BaseModel):
 
 
 class NetworkConfigRequest(BaseModel):
-    """``ztos network configure``: BGP on or off, local AS, extra peers, EVPN."""
+    """``ztos network configure``: BGP on or off, local AS, extra peers, EVPN; and whether
+    the network is closed before its first policy. A field left out keeps its setting."""
 
     model_config = ConfigDict(extra="forbid")
-    bgp: bool
+    bgp: bool | None = None
+    default_deny: bool | None = None
     asn: int | None = Field(default=None, ge=1, le=2**32 - 1)
     evpn: bool = True
     peers: list[ipaddress.IPv6Address | ipaddress.IPv4Address] = Field(default_factory=list)
@@ -179,14 +181,26 @@ def bgp_settings(request: NetworkConfigRequest) -> BgpSettings | None:
 
 
 def configure_network(store: Store, actor: str, request: NetworkConfigRequest) -> Network:
-    settings = bgp_settings(request)
-    with store.transaction() as tx:
-        network = _network(tx).model_copy(update={"bgp": settings})
-        tx.put(network)
-        detail = (
+    if request.bgp is None and request.default_deny is None:
+        raise InvalidInput("nothing to configure: give --bgp/--no-bgp or --default-deny/--no-default-deny")
+    if request.bgp is None and (request.asn is not None or request.peers or request.peer_asn is not None):
+        raise InvalidInput("--as, --peer and --peer-as need --bgp")
+    update: dict[str, object] = {}
+    details = []
+    if request.bgp is not None:
+        settings = bgp_settings(request)
+        update["bgp"] = settings
+        details.append(
             "BGP off"
             if settings is None
             else f"AS {settings.asn}, EVPN {settings.evpn}, {len(settings.peers)} extra peer(s)"
         )
+    if request.default_deny is not None:
+        update["default_deny"] = request.default_deny
+        details.append(f"default deny {'on' if request.default_deny else 'off'}")
+    with store.transaction() as tx:
+        network = _network(tx).model_copy(update=update)
+        tx.put(network)
+        detail = "; ".join(details)
         tx.audit(AuditDraft(actor, "network.configure", f"network:{network.name}", detail=detail))
     return network

@@ -29,10 +29,17 @@ class Attributes(BaseModel):
 @router.get("/policies", response_model=ops.PolicyView)
 def show(request: Request, _: Reader) -> ops.PolicyView:
     """The policy in force."""
-    current = ops.active(controller_of(request).store)
+    store = controller_of(request).store
+    current = ops.active(store)
     if current is None:
-        raise NotFound("no policy applied yet: run 'ztos policy apply FILE'")
+        raise NotFound(ops.state(store).detail)
     return ops.view(current)
+
+
+@router.get("/policies/state", response_model=ops.PolicyState)
+def policy_state(request: Request, _: Reader) -> ops.PolicyState:
+    """Open (no policy yet), default deny (no policy, closed), or a policy revision in force."""
+    return ops.state(controller_of(request).store)
 
 
 @router.post("/policies", response_model=ops.PolicyView, status_code=201)
