@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from ztos import addressing, tenancy
-from ztos.controller.nodemaps import DEFAULT_DENY_REV, directory_of, node_map
+from ztos.controller import policies
+from ztos.controller.nodemaps import DEFAULT_DENY_REV, NodeMaps, directory_of, node_map
+from ztos.controller.tenants import NetworkConfigRequest, configure_network
+from ztos.directory.sqlite import SqliteStore
+from ztos.errors import InvalidInput
 from ztos.keys import generate_wg_keypair
 from ztos.model import BgpSettings, Network, Node, PolicyRevision, Tenant, Workload
 from ztos.netmap import NodeMap
@@ -135,3 +143,37 @@ def test_evpn_neighbours_are_the_tenant_peers_and_the_configured_ones_stay() -> 
     assert [n.description for n in view.bgp.neighbors] == ["h2", "configured peer"]
     open_view = build("h1", NETWORK.model_copy(update={"bgp": bgp}))
     assert open_view.bgp is not None and len(open_view.bgp.neighbors) == 4
+
+
+# --- the open / default-deny setting, stored on the Network record ---------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    directory = SqliteStore(str(tmp_path / "dir.db"))
+    with directory.transaction() as tx:
+        tx.create(NETWORK.model_copy(update={"bgp": BGP}))
+    yield directory
+    directory.close()
+
+
+BGP = BgpSettings.model_validate({"asn": 65000, "evpn": True})
+
+
+def test_default_deny_is_stored_alone_and_bgp_is_kept(store: SqliteStore) -> None:
+    assert policies.state(store).mode == "open"
+    assert "the network is open" in policies.state(store).detail
+    network = configure_network(store, "admin:a", NetworkConfigRequest(default_deny=True))
+    assert network.default_deny and network.bgp == BGP
+    assert policies.state(store).mode == "default-deny"
+    assert NodeMaps(store).directory().enforced is not None  # the empty policy, revision 0
+    network = configure_network(store, "admin:a", NetworkConfigRequest(bgp=False))
+    assert network.default_deny and network.bgp is None
+
+
+def test_configure_refuses_an_empty_request_and_bgp_options_without_bgp(store: SqliteStore) -> None:
+    with pytest.raises(InvalidInput, match="nothing to configure"):
+        configure_network(store, "admin:a", NetworkConfigRequest())
+    with pytest.raises(InvalidInput, match="need --bgp"):
+        configure_network(store, "admin:a", NetworkConfigRequest(default_deny=True, asn=65000))
+    assert not store.list(Network)[0].default_deny, "nothing half-applied"
