@@ -336,6 +336,14 @@ def test_onboard_a_fourth_host_then_revoke_it(lab: LabTopology, page: playwright
     assert page.evaluate("window.__ztosNoReload") is True, "the page was reloaded"
 
 
+def test_policy_page_says_the_network_is_open_until_a_policy_is_applied(page: playwright_api.Page) -> None:
+    page.click('nav a[href="#/policy"]')
+    page.wait_for_selector("[data-testid=policy-mode]")
+    assert page.inner_text("[data-testid=policy-mode]") == "Open network"
+    assert "--default-deny" in page.inner_text("main")
+    shot(page, "policy-open")
+
+
 def test_audit_search_is_done_by_the_controller(page: playwright_api.Page) -> None:
     page.click('nav a[href="#/audit"]')
     page.wait_for_selector("[data-testid=audit-events] tr")

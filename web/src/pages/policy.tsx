@@ -121,6 +121,28 @@ function conditionText(c: Obj): string {
   return JSON.stringify(c);
 }
 
+type PolicyState = { mode: "open" | "default-deny" | "policy"; rev: number | null; detail: string };
+
+/** No policy applied yet: the network is open, or closed by --default-deny; the controller says which. */
+function NoPolicyNotice() {
+  const state = useAsync((signal) => api<PolicyState>("/api/v1/policies/state", { signal }), []);
+  if (state.loading && !state.data) return <Loading what="the policy state" />;
+  if (!state.data) return <ErrorBox error={state.error} onRetry={state.reload} />;
+  const open = state.data.mode === "open";
+  return (
+    <Notice>
+      <strong data-testid="policy-mode">{open ? "Open network" : "Default deny"}</strong>: {state.data.detail}
+      {open && (
+        <>
+          {" "}
+          Apply a policy (<code>ztos policy apply FILE</code>) or close the network until then with{" "}
+          <code>ztos network configure --default-deny</code>.
+        </>
+      )}
+    </Notice>
+  );
+}
+
 export function PolicyPage() {
   const live = useLive();
   const policy = useAsync(loadPolicy, []);
@@ -129,10 +151,7 @@ export function PolicyPage() {
     return (
       <>
         <PageHeader title="Policy" />
-        <Notice>
-          This controller has no policy engine (no <code>/api/v1/policies</code>): the mesh admits every enrolled,
-          unrevoked host. Revocation still cuts a host off everywhere.
-        </Notice>
+        <NoPolicyNotice />
       </>
     );
   }
