@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from golden_policy import GOLDEN, NOW, POLICY, SNAPSHOT
 from ztos.policy import (
     BASE_TABLE,
     HostPorts,
@@ -28,16 +27,11 @@ from ztos.policy import (
     compile_tenant,
     diff_sets,
     load_policy,
-    load_policy_file,
     name_drop,
     structure_digest,
 )
 from ztos.policy.compile import tenant_table
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "policy"
-POLICY = load_policy_file(GOLDEN / "finance.yaml")
-SNAPSHOT = Snapshot.from_data(json.loads((GOLDEN / "snapshot.json").read_text()))
-NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 CORP = {"family": "bridge", "table": "ztos-t-corp"}
 H1_PORTS = TenantPorts("zt-v100", "zt-g100", {"fin1": "zt-wfin1", "pg2": "zt-wpg2", "mkt1": "zt-wmkt1"})
 

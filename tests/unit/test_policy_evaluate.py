@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
+from golden_policy import GOLDEN, POLICY, SNAPSHOT
+from golden_policy import NOW as MONDAY_NOON
 from ztos.errors import InvalidInput, NotFound
 from ztos.model import Group, Node, NodeStatus, User, Workload
-from ztos.policy import Snapshot, UserInfo, WorkloadInfo, decide, load_policy, load_policy_file, next_change
+from ztos.policy import Snapshot, UserInfo, WorkloadInfo, decide, load_policy, next_change
 from ztos.policy.resolve import Resolver, compare
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "policy"
-POLICY = load_policy_file(GOLDEN / "finance.yaml")
-SNAPSHOT = Snapshot.from_data(json.loads((GOLDEN / "snapshot.json").read_text()))
-MONDAY_NOON = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 
 
 def allowed(src: str, dst: str, flow: str, snapshot: Snapshot = SNAPSHOT) -> bool:

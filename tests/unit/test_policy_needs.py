@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from golden_policy import NOW, POLICY, SNAPSHOT
 from ztos.policy import (
     KnownNames,
     NodeInfo,
@@ -22,14 +21,8 @@ from ztos.policy import (
     compile_host,
     compile_tenant,
     load_policy,
-    load_policy_file,
 )
 from ztos.policy.needs import Reach
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "policy"
-POLICY = load_policy_file(GOLDEN / "finance.yaml")
-SNAPSHOT = Snapshot.from_data(json.loads((GOLDEN / "snapshot.json").read_text()))
-NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 
 
 def test_a_host_no_rule_touches_gets_no_policy_peer_and_no_one_elses_identities() -> None:
