@@ -93,7 +93,7 @@ class NodeMap(BaseModel):
     peers: tuple[MapPeer, ...]
     tenants: tuple[MapTenant, ...] = ()
     bgp: MapBgp | None = None
-    policy: dict[str, Any] | None = None  # {"rev", "text", "snapshot"}: what agents enforce
+    policy: dict[str, Any] | None = None  # {"rev", "text", "groups", "snapshot"}: what agents enforce
 
 
 def choose_endpoint(endpoints: list[str]) -> str | None:

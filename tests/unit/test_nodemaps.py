@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from ztos import addressing, tenancy
+from ztos.agent.enforce import Enforcer
 from ztos.controller import policies
 from ztos.controller.nodemaps import DEFAULT_DENY_REV, NodeMaps, directory_of, node_map
 from ztos.controller.tenants import NetworkConfigRequest, configure_network
 from ztos.directory.sqlite import SqliteStore
 from ztos.errors import InvalidInput
 from ztos.keys import generate_wg_keypair
-from ztos.model import BgpSettings, Network, Node, PolicyRevision, Tenant, Workload
+from ztos.model import BgpSettings, Network, Node, PolicyRevision, Tenant, User, Workload
 from ztos.netmap import NodeMap
 
 NETWORK = Network(
@@ -177,3 +178,16 @@ def test_configure_refuses_an_empty_request_and_bgp_options_without_bgp(store: S
     with pytest.raises(InvalidInput, match="need --bgp"):
         configure_network(store, "admin:a", NetworkConfigRequest(default_deny=True, asn=65000))
     assert not store.list(Network)[0].default_deny, "nothing half-applied"
+
+
+def test_a_policy_naming_a_directory_group_loads_on_the_agent_too() -> None:
+    """The controller accepts a group kept only in the directory; the agent, which has no
+    directory, is told the group exists (the bundle's ``groups``) and compiles the policy."""
+    rule = "{name: eng, from: {groups: [eng]}, to: {tenants: [corp]}, ports: [icmp]}"
+    text = f"version: 1\nrules:\n  - {rule}\n"
+    users = [User(name="ann", groups=["eng"])]
+    directory = directory_of(NETWORK, NODES, [CORP, LAB], WORKLOADS, users, [], revision(text))
+    view = node_map(directory, "h1")
+    assert view.policy is not None and view.policy["groups"] == ["eng"]
+    loaded = Enforcer(ifname="zt0", listen_port=51820).policy(view.policy)
+    assert loaded.rule("eng") is not None

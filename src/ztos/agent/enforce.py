@@ -32,7 +32,7 @@ from ztos.policy import (
     compile_tenant,
 )
 from ztos.policy.compile import BASE_TABLE, TENANT_TABLE_PREFIX, structure_digest, tenant_table
-from ztos.policy.loader import load_policy
+from ztos.policy.loader import KnownNames, load_policy
 
 log = logging.getLogger("ztos.agent.enforce")
 
@@ -47,7 +47,8 @@ class Enforcer:
     def policy(self, bundle: dict[str, Any]) -> Policy:
         rev = int(bundle["rev"])
         if rev not in self.parsed:
-            self.parsed = {rev: load_policy(str(bundle["text"]), f"policy revision {rev}")}
+            known = KnownNames(groups=frozenset(str(g) for g in bundle.get("groups", ())))
+            self.parsed = {rev: load_policy(str(bundle["text"]), f"policy revision {rev}", known)}
         return self.parsed[rev]
 
     def base(self, node_map: NodeMap, tenants: TenantsSpec) -> dict[str, Any]:

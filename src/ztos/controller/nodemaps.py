@@ -116,6 +116,7 @@ def node_map(directory: Directory, name: str) -> netmap.NodeMap:
     bundle: dict[str, Any] = {
         "rev": d.enforced.rev,
         "text": d.enforced.text,
+        "groups": list(d.enforced.policy.directory_groups()),
         "snapshot": needs.snapshot.to_data(),
     }
     return built.model_copy(update={"policy": bundle})

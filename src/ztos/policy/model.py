@@ -364,3 +364,10 @@ class Policy(Strict):
 
     def rule(self, name: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.name == name), None)
+
+    def directory_groups(self) -> tuple[str, ...]:
+        """Groups the policy names but does not define: they live in the directory,
+        and whoever loads the policy text again must be told they exist."""
+        named = {g for rule in self.rules for side in (rule.source, rule.to) for g in side.groups}
+        named |= {g for role in self.roles.values() for g in role.groups}
+        return tuple(sorted(named - set(self.groups)))
