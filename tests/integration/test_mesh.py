@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_root_tools
-from ztos.lab import checks, runner
+from ztos.lab import checks, commands, procs, runner
 from ztos.lab.topology import LabHost, LabTopology
 
 RECONCILE_INTERVAL = 2.0
@@ -145,6 +145,31 @@ def test_sigkilled_agent_restarts_without_reenrolling_or_disturbing_others(lab: 
     # the pings ride the data plane the killed agent left; the new agent says so once it is up
     wait_for(lambda: "already enrolled" in h1.agent_log.read_text(), 30, "the restarted agent's start")
     assert netns_run(h1, "ping", "-c", "1", "-W", "2", overlay6(h3)).returncode == 0
+
+
+def reported_at(lab: LabTopology, host: str) -> str | None:
+    view = json.loads(runner.run_admin(lab.name, "monitoring", "metrics", "--json"))
+    return next((n["reported_at"] for n in view["nodes"] if n["node"] == host), None)
+
+
+def test_sigterm_stops_a_waiting_agent_at_once_and_keeps_its_data_plane(lab: LabTopology) -> None:
+    """With the production interval an agent waits up to 10 s for changes; SIGTERM must
+    not wait that out. Its WireGuard peers stay: stopping is not leaving the mesh."""
+    h1, h2 = lab.hosts[0], lab.hosts[1]
+    runner.kill_agent(lab.name, "h1")
+    before = reported_at(lab, "h1")
+    pid = procs.spawn(commands.agent_argv(h1, 30.0), h1.netns, commands.agent_env(), h1.agent_log)
+    try:
+        wait_for(lambda: reported_at(lab, "h1") != before, 30, "a pass of the long-interval agent")
+        stopped = time.monotonic()
+        procs.send(pid, signal.SIGTERM)
+        assert not procs.wait_gone({pid}, 10), "the agent did not stop on SIGTERM"
+        took = time.monotonic() - stopped
+        assert took < 2.0, f"SIGTERM took {took:.1f}s (the watch waits up to 30 s)"
+    finally:
+        procs.stop([pid], signal.SIGKILL)
+        runner.start_agent(lab.name, "h1")
+    assert netns_run(h1, "ping", "-c", "1", "-W", "2", overlay6(h2)).returncode == 0, "data plane kept"
 
 
 def test_mesh_survives_controller_outage_and_a_fifth_host_joins(lab: LabTopology) -> None:

@@ -126,6 +126,11 @@ class PathMtuCache:
             self.pending.discard(host)
 
 
+class Stopping(BaseException):
+    """Raised by ``Agent.request_stop`` into the watch request it interrupts (a
+    BaseException, like KeyboardInterrupt, so no library handler swallows it)."""
+
+
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
@@ -133,6 +138,7 @@ class Agent:
         self.reported: NodeReport | None = None
         self.revision = 0
         self.stop = threading.Event()
+        self._waiting = False  # in the watch long-poll, where a stop may cut the request short
         self.frr: FrrInstance | None = None
         self.dns = DnsPublisher(config.identity)
         self.enforcer = Enforcer(config.ifname, config.listen_port)
@@ -283,8 +289,26 @@ class Agent:
     def wait_for_change(self, client: ApiClient) -> None:
         timeout = self.config.reconcile_interval
         params = {"since": self.revision, "timeout": timeout}
-        result = client.request("GET", "/api/v1/watch", params=params, timeout=timeout + 10)
+        try:
+            self._waiting = True
+            if self.stop.is_set():
+                return
+            result = client.request("GET", "/api/v1/watch", params=params, timeout=timeout + 10)
+            self._waiting = False
+        except Stopping:
+            return
+        finally:
+            self._waiting = False
         self.revision = int(result["revision"])
+
+    def request_stop(self) -> None:
+        """SIGTERM/SIGINT handler (main thread): stop after the pass in progress, or at
+        once while waiting for changes, which can take the whole reconcile interval.
+        The data plane is left as it is, so a restarted agent takes over without a gap."""
+        self.stop.set()
+        if self._waiting:
+            self._waiting = False  # a second signal must not interrupt the unwinding
+            raise Stopping
 
     # -- forever -------------------------------------------------------------------
 

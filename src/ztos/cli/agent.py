@@ -49,8 +49,8 @@ def run(
         state_dir, profile, interface, reconcile_interval, listen_port, netns_prefix, frr_instance, mdns
     )
     agent = Agent(config)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
-    signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.request_stop())
     agent.run()
 
 
