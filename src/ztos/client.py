@@ -9,12 +9,15 @@ Failover: the URL that answered last is tried first (a dead replica costs
 one failed connect, not one per request), and connecting, TLS included, may
 take at most ``CONNECT_TIMEOUT`` whatever the request's own timeout, so a
 replica that vanished without a reset (host down, partition) is left within
-that bound. A long-poll cut by its replica's death is re-sent to the next one.
+that bound. A long-poll cut by its replica's death is re-sent to the next one,
+and so is a POST, under the ``Idempotency-Key`` it was first sent with, so the
+controllers apply it once (a resend answers 409 ``duplicate_request``).
 """
 
 from __future__ import annotations
 
 import ssl
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,10 +113,18 @@ class ApiClient:
         timeout: float | None = None,
     ) -> Any:
         last: errors.ZtosError = errors.Unreachable("no controller URL configured")
+        # A POST is resent to the next controller when the connection breaks, and may
+        # have been applied already: one key across the attempts makes it apply once.
+        headers = {naming.IDEMPOTENCY_HEADER: uuid.uuid4().hex} if method.upper() == "POST" else None
         for url in self.ordered_urls():
             try:
                 response = self.session(url).request(
-                    method, path, json=json, params=params, timeout=_timeout(timeout or self.timeout)
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=_timeout(timeout or self.timeout),
                 )
             except httpx.ConnectError as exc:
                 last = _connect_error(url, exc)

@@ -17,6 +17,8 @@ ATTR_KEY_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}", re.ASCII)
 TAG_RE = re.compile(r"[a-z0-9]([a-z0-9_.-]{0,62}[a-z0-9])?", re.ASCII)
 NETNS_RE = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
 TOKEN_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,32}", re.ASCII)
+IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9._-]{8,128}", re.ASCII)
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # a random id per write, kept by the client across retries
 NETNS_MAX = 64  # what an API client may name; ZTOS's own namespaces may be longer (prefixes)
 
 
@@ -83,6 +85,8 @@ def path_segment(value: str) -> str:
 
 __all__ = [
     "ATTR_KEY_RE",
+    "IDEMPOTENCY_HEADER",
+    "IDEMPOTENCY_KEY_RE",
     "NAME_RE",
     "NETNS_MAX",
     "TAG_RE",

@@ -137,3 +137,21 @@ def test_posture_timeout_must_be_positive(controller: RunningController) -> None
         )
         assert refused.returncode == 1 and "--posture-timeout must be more than 0" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_a_write_resent_to_the_other_replica_is_applied_once(replicas: Replicas) -> None:
+    """What the client does when its controller dies mid-POST: the same Idempotency-Key
+    to the next replica. The write happens once; the resend is told so."""
+    on_a, on_b = (admin_client(r).session(r.url) for r in (replicas.a, replicas.b))
+    headers = {"Idempotency-Key": "zr-7f3a9c1e2b4d"}
+    first = on_a.post("/api/v1/tenants", json={"name": "once"}, headers=headers)
+    again = on_b.post("/api/v1/tenants", json={"name": "once"}, headers=headers)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409 and again.json()["error"] == "duplicate_request", again.text
+    logs = json.loads(replicas.a.ztos("monitoring", "logs", "--action", "tenant.create", "--json").stdout)
+    assert [e["target"] for e in logs["events"]] == ["tenant:once"]
+    other = on_b.post("/api/v1/tenants", json={"name": "twice"}, headers={"Idempotency-Key": "zr-other-key"})
+    assert other.status_code == 201, "another key is another write"
+    bad = on_a.post("/api/v1/tenants", json={"name": "bad"}, headers={"Idempotency-Key": "x y"})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_input"
+    assert "bad" not in {t["name"] for t in on_a.get("/api/v1/tenants").json()}

@@ -58,8 +58,9 @@ from starlette.concurrency import run_in_threadpool
 from ztos import pki
 from ztos.controller import Controller, actor_of
 from ztos.controller.sessions import EndedSessions, LoginCodes
-from ztos.errors import Forbidden, InvalidInput, Unauthenticated, ZtosError
+from ztos.errors import Conflict, Forbidden, InvalidInput, Unauthenticated, ZtosError
 from ztos.model import CertificateRecord, Role
+from ztos.naming import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_RE
 from ztos.pki import Identity
 
 PEER_CERT_SCOPE_KEY = "ztos.peer_cert_der"
@@ -385,6 +386,7 @@ class Requires:
             raise Unauthenticated("this route needs a client certificate, not a bearer token")
         if identity.role is Role.NODE:
             controller.note_seen(identity.name)  # any agent call: posture, report, metrics, watch
+        _check_idempotency(request, controller, identity)
         return identity
 
     @staticmethod
@@ -394,6 +396,21 @@ class Requires:
             actor_of(identity), "api.call", target, exc.detail, reason=f"{exc.code} {target}"
         )
         raise exc
+
+
+def _check_idempotency(request: Request, controller: Controller, identity: Identity) -> None:
+    """A write with an ``Idempotency-Key`` runs once: a resend answers 409 ``duplicate_request``."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None or request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if IDEMPOTENCY_KEY_RE.fullmatch(key) is None:
+        raise InvalidInput(f"{IDEMPOTENCY_HEADER} must be 8-128 of A-Z a-z 0-9 . _ - (a random id per write)")
+    if not controller.first_delivery(actor_of(identity), request.method, request.url.path, key):
+        raise Conflict(
+            f"this request ({IDEMPOTENCY_HEADER} {key}) already reached a controller and was not "
+            "applied again: check its effect before sending it under a new key",
+            code="duplicate_request",
+        )
 
 
 def _claimed_identity(request: Request) -> str:

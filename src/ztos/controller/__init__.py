@@ -8,6 +8,7 @@ same behaviour is reachable from tests without HTTP.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -75,6 +76,7 @@ DEFAULT_ADMIN_CERT_TTL = 7 * 24 * 3600  # the first admin's certificate; renewed
 # (is the host around?), where a minute is precise enough; freshness that enforcement
 # depends on is the posture watchdog's, not this.
 LAST_SEEN_INTERVAL = timedelta(seconds=60)
+IDEMPOTENCY_WINDOW = timedelta(minutes=10)  # how long a write's Idempotency-Key is remembered
 
 
 class TokenCreated(BaseModel):
@@ -354,6 +356,21 @@ class Controller:
         seen = self.store.get(NodeSeen, name)
         served = memberships(self.store.list(Tenant)).get(name, [])
         return as_view(node, served, seen.at if seen else None)
+
+    def first_delivery(self, actor: str, method: str, path: str, key: str) -> bool:
+        """Whether a write carrying ``Idempotency-Key: key`` arrives for the first time.
+
+        Remembered in the directory for ``IDEMPOTENCY_WINDOW``, per caller and
+        route, so a client that resends a write after its controller died (it
+        cannot know whether the write was applied) reaches another replica and
+        is told it already arrived, instead of applying it twice. The claim is
+        made before the write runs: a write that failed after it cannot be
+        replayed under the same key, only sent again under a new one.
+        """
+        digest = hashlib.sha256(f"{actor}\n{method} {path}\n{key}".encode()).hexdigest()
+        now = self.clock().timestamp()
+        with self.store.transaction() as tx:
+            return tx.claim_once("idempotency", digest, now, IDEMPOTENCY_WINDOW.total_seconds())
 
     def note_seen(self, name: str) -> None:
         """Remember that node ``name``'s agent called, in the directory (so every replica
