@@ -432,8 +432,8 @@ class Controller:
         """A host's own facts, stored as ``posture.*``. A key naming an admin decision
         (``admin.*``) or the watchdog's ``posture.stale`` is refused (403, the key named):
         a report only ever writes the host's own namespace. A report is the freshness
-        signal, so it clears ``posture.stale`` and (at most every half timeout: see
-        ``ztos.controller.posture``) refreshes the report time every replica reads."""
+        signal, so it clears ``posture.stale`` and stores the report time every replica
+        reads (``ztos.controller.posture``)."""
         changes: dict[str, str | None] = {}
         for key, value in report.items():
             stored = HOST_PREFIX + key.removeprefix(HOST_PREFIX)
@@ -447,9 +447,7 @@ class Controller:
         now = self._now()
         with self.store.transaction() as tx:
             node = self._merge_attributes(tx, f"node:{name}", name, changes, "node.posture")
-            reported = posture.report_time(tx.get_state(posture.POSTURE_SCOPE, name, now))
-            if posture.needs_refresh(reported, now, self.posture_timeout):
-                tx.put_state(posture.POSTURE_SCOPE, name, {"at": now}, now)
+            tx.put_state(posture.POSTURE_SCOPE, name, {"at": now}, now)
         return node
 
     def expire_posture(self) -> list[str]:
