@@ -53,9 +53,7 @@ _LOW_ORDER_U = (
     _P + 1,
 )
 # X25519 ignores the top bit of the encoding, so each point has a twin with it set.
-LOW_ORDER_POINTS = frozenset(
-    (u | top).to_bytes(32, "little") for u in _LOW_ORDER_U for top in (0, 1 << 255)
-)
+LOW_ORDER_POINTS = frozenset((u | top).to_bytes(32, "little") for u in _LOW_ORDER_U for top in (0, 1 << 255))
 
 
 def is_low_order(raw: bytes) -> bool:

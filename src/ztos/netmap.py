@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -177,21 +177,38 @@ def build(
     ``peers`` limits the mesh to the nodes this host needs (need to know, chosen
     by ``ztos.controller.nodemaps``); None keeps the open mesh of every active node.
     ``owners`` may be passed in when many maps are built from the same nodes.
-    With a limit, iBGP neighbours are the nodes sharing a tenant (EVPN routes are
-    about tenants); the configured external peers stay.
     """
     me = next((node for node in nodes if node.name == name), None)
+    active = {n.name: n for n in nodes if n.status is NodeStatus.ACTIVE}
+    owners = owners or EndpointOwners(active.values())
+    return build_from(
+        network, me, name, active, tenants or [], workloads or [], peers, lambda n: peer_of(active[n], owners)
+    )
+
+
+def build_from(
+    network: Network,
+    me: Node | None,
+    name: str,
+    active: Mapping[str, Node],
+    tenants: Iterable[Tenant],
+    workloads: Iterable[Workload],
+    peers: Collection[str] | None,
+    peer: Callable[[str], MapPeer],
+) -> NodeMap:
+    """``build`` over an index kept between builds: ``active`` nodes by name and
+    ``peer``, each node's peer entry (memoised by the caller). With a ``peers``
+    limit, iBGP neighbours are the nodes sharing a tenant (EVPN routes are about
+    tenants); the configured external peers stay."""
     if me is None:
         raise NotFound(f"node {name!r} is not in the directory")
     if me.status is not NodeStatus.ACTIVE:
         raise Forbidden(f"node {name!r} is {me.status.value}; it has no place in the mesh")
-    active = {n.name: n for n in nodes if n.status is NodeStatus.ACTIVE}
     wanted = set(active) if peers is None else set(peers) & active.keys()
     wanted.discard(name)
-    owners = owners or EndpointOwners(active.values())
-    mesh = [peer_of(active[n], owners) for n in sorted(wanted)]
     evpn = network.bgp is not None and network.bgp.evpn
-    served = [t for t in tenants or [] if name in t.nodes]
+    served = [t for t in tenants if name in t.nodes]
+    local = [w for w in workloads if w.node == name]
     neighbours = wanted if peers is None else wanted & tenant_peers(served, name)
     return NodeMap(
         network=network.name,
@@ -202,10 +219,8 @@ def build(
         routes=(str(addressing.node_subnet(network.ula_prefix)), str(network.ipv4_prefix)),
         listen_port=me.listen_port,
         underlay_mtu=me.underlay_mtu,
-        peers=tuple(mesh),
-        tenants=tuple(
-            map_tenant(t, me, active, workloads or [], evpn) for t in sorted(served, key=lambda t: t.vni)
-        ),
+        peers=tuple(peer(n) for n in sorted(wanted)),
+        tenants=tuple(map_tenant(t, me, active, local, evpn) for t in sorted(served, key=lambda t: t.vni)),
         bgp=map_bgp(network, me, [active[n] for n in neighbours]),
     )
 
@@ -216,7 +231,7 @@ def vtep_of(node: Node, evpn: bool) -> str:
 
 
 def map_tenant(
-    tenant: Tenant, me: Node, active: dict[str, Node], workloads: list[Workload], evpn: bool
+    tenant: Tenant, me: Node, active: Mapping[str, Node], workloads: Iterable[Workload], evpn: bool
 ) -> MapTenant:
     remote = sorted(vtep_of(active[n], evpn) for n in tenant.nodes if n != me.name and n in active)
     local = sorted(

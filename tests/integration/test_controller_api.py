@@ -227,9 +227,9 @@ def test_policy_apply_wakes_a_node_watch_without_any_record_data(
     elapsed = time.monotonic() - started
     timer.join()
     assert elapsed < 5, "the node slept through the policy change"
-    kinds = {c["kind"] for c in result["changes"]}
-    assert "policyhead" in kinds and "policyrev" not in kinds, kinds
-    assert all(c["data"] is None for c in result["changes"]), "a node's watch carries no record data"
+    assert result["changes"] == [
+        {"rev": result["revision"], "kind": "map", "key": "host8", "op": "put", "data": None}
+    ], "a node is told only that its own map changed, never a record"
 
 
 class Blackhole:
@@ -276,6 +276,24 @@ def test_foreign_directory_file_refused(controller: RunningController, tmp_path:
     )
     assert "not a ZTOS directory" in one_line_error(result)
     assert foreign.read_bytes() == b"definitely not sqlite" * 100
+
+
+def test_a_change_wakes_only_the_hosts_whose_map_it_changes(
+    controller: RunningController, tmp_path: Path
+) -> None:
+    for name in ("near1", "far1"):
+        assert enroll(controller, make_profile(controller, tmp_path, name), tmp_path / name).returncode == 0
+    near, far = node_client(controller, tmp_path / "near1"), node_client(controller, tmp_path / "far1")
+    admin = admin_client(controller)
+    start = far.request("GET", "/api/v1/watch", params={"since": 0, "timeout": 0})["revision"]
+    note = {"attributes": {"admin.note": "rack 4"}}  # no map holds another host's attributes while open
+    timer = threading.Timer(0.3, lambda: admin.request("PUT", "/api/v1/nodes/near1/attributes", json=note))
+    timer.start()
+    slept = far.request("GET", "/api/v1/watch", params={"since": start, "timeout": 2})
+    timer.join()
+    assert slept["changes"] == [] and slept["revision"] > start, "far1's map did not change: not woken"
+    woken = near.request("GET", "/api/v1/watch", params={"since": start, "timeout": 0})
+    assert [c["key"] for c in woken["changes"]] == ["near1"]
 
 
 def test_audit_log_tampering_is_detected(controller: RunningController, tmp_path: Path) -> None:

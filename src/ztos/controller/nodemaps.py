@@ -14,22 +14,43 @@ Three regimes, by the network's policy state:
   only what this host's compiler reads (``ztos.policy.needs``).
 
 The policy is resolved against the whole directory once per directory
-revision (``NodeMaps`` caches it), then each map is a cheap per-host lookup.
+revision, then each map is a cheap per-host lookup. ``NodeMaps`` keeps one
+``Directory`` per process and moves it forward with the change feed (only
+the records that changed are read, and only their peer entries rebuilt), and
+it records, for each step, the hosts whose map the step can change
+(``ztos.controller.audience``): those hosts, and only they, are woken.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ztos import netmap
 from ztos.controller import policies
-from ztos.directory import Store
+from ztos.controller.audience import EVERYONE, Audience, affected, endpoint_neighbours
+from ztos.directory import Change, Store
 from ztos.errors import NotFound
-from ztos.model import Group, Network, Node, NodeStatus, PolicyRevision, Tenant, User, Workload
+from ztos.model import (
+    Group,
+    Network,
+    Node,
+    NodeStatus,
+    PolicyHead,
+    PolicyRevision,
+    Tenant,
+    User,
+    Workload,
+    record_from_data,
+)
 from ztos.policy import KnownNames, Policy, Snapshot, load_policy
 from ztos.policy.needs import Reach
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DENY_REV = 0  # the bundle revision of the empty policy a default-deny network enforces
 DEFAULT_DENY_TEXT = "version: 1\n"
@@ -46,15 +67,41 @@ class Enforced:
 
 @dataclass(frozen=True)
 class Directory:
-    """What map builds read, taken from the store at one revision."""
+    """What map builds read, taken from the store at one ``revision``.
 
+    Records are kept by key so a change replaces one entry; ``peer`` memoises each
+    node's peer entry (what every other host receives about it), so building a
+    thousand maps builds each peer entry once.
+    """
+
+    revision: int
     network: Network
-    nodes: list[Node]
-    tenants: list[Tenant]
-    workloads: list[Workload]
+    nodes: Mapping[str, Node]
+    tenants: Mapping[str, Tenant]
+    workloads: Mapping[str, Workload]
+    users: Mapping[str, User]
+    groups: Mapping[str, Group]
+    current: PolicyRevision | None
     enforced: Enforced | None  # None: the network is open
     reach: Reach | None
     owners: netmap.EndpointOwners
+    active: Mapping[str, Node]
+    _peers: dict[str, netmap.MapPeer] = field(default_factory=dict, compare=False, repr=False)
+
+    def peer(self, name: str) -> netmap.MapPeer:
+        found = self._peers.get(name)
+        if found is None:
+            found = self._peers[name] = netmap.peer_of(self.active[name], self.owners)
+        return found
+
+    def peers_of(self, name: str) -> frozenset[str]:
+        """The active nodes whose map lists ``name`` as a peer (peers are symmetric)."""
+        if name not in self.active:
+            return frozenset()
+        if self.reach is None:
+            return frozenset(self.active.keys() - {name})
+        shared = netmap.tenant_peers(self.tenants.values(), name)
+        return (shared | self.reach.needs(name, also=shared).policy_peers) & self.active.keys()
 
 
 def enforced(
@@ -70,6 +117,8 @@ def enforced(
 
 
 def read_directory(store: Store) -> Directory:
+    """The whole directory, read record by record (at start and after a gap in the feed)."""
+    revision = store.revision()
     networks = store.list(Network)
     if not networks:
         raise NotFound("the directory has no network: run 'ztos init' first")
@@ -81,37 +130,191 @@ def read_directory(store: Store) -> Directory:
         store.list(User),
         store.list(Group),
         policies.active(store),
+        revision,
     )
 
 
 def directory_of(
     network: Network,
-    nodes: list[Node],
-    tenants: list[Tenant],
-    workloads: list[Workload],
-    users: list[User],
-    groups: list[Group],
+    nodes: Iterable[Node],
+    tenants: Iterable[Tenant],
+    workloads: Iterable[Workload],
+    users: Iterable[User],
+    groups: Iterable[Group],
     current: PolicyRevision | None,
+    revision: int = 0,
 ) -> Directory:
     """The records, and the policy in force resolved against them (None while open)."""
-    named = {g.name for g in groups} | {name for u in users for name in u.groups}
-    policy = enforced(network, current, KnownNames(groups=frozenset(named)))
-    reach = None
-    if policy is not None:
-        reach = Reach(policy.policy, Snapshot.from_records(nodes, users, workloads, groups))
-    active = [n for n in nodes if n.status is NodeStatus.ACTIVE]
-    return Directory(network, nodes, tenants, workloads, policy, reach, netmap.EndpointOwners(active))
+    return _resolved(
+        revision,
+        network,
+        {n.name: n for n in nodes},
+        {t.name: t for t in tenants},
+        {w.name: w for w in workloads},
+        {u.name: u for u in users},
+        {g.name: g for g in groups},
+        current,
+    )
+
+
+def _resolved(
+    revision: int,
+    network: Network,
+    nodes: dict[str, Node],
+    tenants: dict[str, Tenant],
+    workloads: dict[str, Workload],
+    users: dict[str, User],
+    groups: dict[str, Group],
+    current: PolicyRevision | None,
+) -> Directory:
+    policy = _enforced_for(network, current, users, groups)
+    active = {name: n for name, n in nodes.items() if n.status is NodeStatus.ACTIVE}
+    return Directory(
+        revision,
+        network,
+        nodes,
+        tenants,
+        workloads,
+        users,
+        groups,
+        current,
+        policy,
+        _reach(policy, nodes, users, workloads, groups),
+        netmap.EndpointOwners(active.values()),
+        active,
+    )
+
+
+def _enforced_for(
+    network: Network, current: PolicyRevision | None, users: Mapping[str, User], groups: Mapping[str, Group]
+) -> Enforced | None:
+    named = set(groups) | {name for u in users.values() for name in u.groups}
+    return enforced(network, current, KnownNames(groups=frozenset(named)))
+
+
+def _reach(
+    policy: Enforced | None,
+    nodes: Mapping[str, Node],
+    users: Mapping[str, User],
+    workloads: Mapping[str, Workload],
+    groups: Mapping[str, Group],
+) -> Reach | None:
+    if policy is None:
+        return None
+    snapshot = Snapshot.from_records(
+        list(nodes.values()), list(users.values()), list(workloads.values()), list(groups.values())
+    )
+    return Reach(policy.policy, snapshot)
+
+
+MAP_KINDS = frozenset({"network", "node", "tenant", "workload", "user", "group", "policyhead"})
+"""The record kinds node maps are built from; a change to any other kind moves no map."""
+
+RevisionReader = Callable[[str], PolicyRevision | None]
+"""Reads a stored policy revision by key (revisions never change once written)."""
+
+
+def advanced(directory: Directory, changes: Sequence[Change], read_revision: RevisionReader) -> Directory:
+    """``directory`` with ``changes`` applied: the records they carry replace or remove
+    the ones held. Only what the changed kinds feed is computed again (the policy is
+    resolved again only when its inputs moved), and peer entries are kept for every
+    node whose entry cannot have changed."""
+    d = directory
+    revision = changes[-1].rev if changes else d.revision
+    relevant = [c for c in changes if c.kind in MAP_KINDS]
+    if not relevant:
+        return replace(d, revision=revision)
+    tables = Tables.of(d)
+    network, current = d.network, d.current
+    for change in relevant:
+        if change.kind == "network" and change.data is not None:
+            network = Network.model_validate(change.data)
+        elif change.kind == "policyhead":
+            current = (
+                None if change.data is None else read_revision(PolicyHead.model_validate(change.data).rev)
+            )
+        else:
+            tables.apply(change)
+    kinds = {c.kind for c in relevant}
+    policy = d.enforced
+    if kinds & {"network", "policyhead", "user", "group"}:
+        policy = _enforced_for(network, current, tables.users, tables.groups)
+    reach = d.reach
+    if policy is None:
+        reach = None
+    elif policy is not d.enforced or kinds & {"node", "workload", "user", "group"}:
+        reach = _reach(policy, tables.nodes, tables.users, tables.workloads, tables.groups)
+    active, owners = d.active, d.owners
+    if "node" in kinds:
+        active = {name: n for name, n in tables.nodes.items() if n.status is NodeStatus.ACTIVE}
+        owners = netmap.EndpointOwners(active.values())
+    after = Directory(
+        revision,
+        network,
+        tables.nodes,
+        tables.tenants,
+        tables.workloads,
+        tables.users,
+        tables.groups,
+        current,
+        policy,
+        reach,
+        owners,
+        active,
+    )
+    moved = {c.key for c in relevant if c.kind == "node"}
+    stale = moved | endpoint_neighbours(d, after, moved)
+    after._peers.update((name, peer) for name, peer in d._peers.items() if name not in stale)
+    return after
+
+
+@dataclass
+class Tables:
+    """Copies of a directory's record tables, for applying changes to."""
+
+    nodes: dict[str, Node]
+    tenants: dict[str, Tenant]
+    workloads: dict[str, Workload]
+    users: dict[str, User]
+    groups: dict[str, Group]
+
+    @classmethod
+    def of(cls, d: Directory) -> Tables:
+        return cls(dict(d.nodes), dict(d.tenants), dict(d.workloads), dict(d.users), dict(d.groups))
+
+    def apply(self, change: Change) -> None:
+        table: dict[str, Any] = getattr(self, change.kind + "s")
+        if change.data is None:
+            table.pop(change.key, None)
+        else:
+            table[change.key] = record_from_data(change.kind, change.data)
 
 
 def node_map(directory: Directory, name: str) -> netmap.NodeMap:
     """Node ``name``'s map: all peers while open, else only those it needs."""
     d = directory
     if d.enforced is None or d.reach is None:
-        return netmap.build(d.network, d.nodes, name, d.tenants, d.workloads, owners=d.owners)
-    shared = netmap.tenant_peers(d.tenants, name)
+        return netmap.build_from(
+            d.network,
+            d.nodes.get(name),
+            name,
+            d.active,
+            d.tenants.values(),
+            d.workloads.values(),
+            None,
+            d.peer,
+        )
+    shared = netmap.tenant_peers(d.tenants.values(), name)
     needs = d.reach.needs(name, also=shared)
-    built = netmap.build(
-        d.network, d.nodes, name, d.tenants, d.workloads, peers=shared | needs.policy_peers, owners=d.owners
+    built = netmap.build_from(
+        d.network,
+        d.nodes.get(name),
+        name,
+        d.active,
+        d.tenants.values(),
+        d.workloads.values(),
+        shared | needs.policy_peers,
+        d.peer,
     )
     bundle: dict[str, Any] = {
         "rev": d.enforced.rev,
@@ -122,24 +325,93 @@ def node_map(directory: Directory, name: str) -> netmap.NodeMap:
     return built.model_copy(update={"policy": bundle})
 
 
-class NodeMaps:
-    """Builds node maps from a store, resolving the policy once per directory revision.
+FEED_BATCH = 1000  # changes read per query while catching up
+MAX_STEP_CHANGES = 20_000  # further behind than this, the directory is read whole again
+AUDIENCE_HISTORY = 1024  # steps remembered for watchers that are behind
 
-    The revision is read *before* the records, so a cached entry is never newer
-    than its key claims; a write in between only makes the next call rebuild.
+
+@dataclass(frozen=True)
+class Step:
+    """The directory moved from ``since`` to ``until``; ``audience`` is whom it concerns."""
+
+    since: int
+    until: int
+    audience: Audience
+
+
+class NodeMaps:
+    """This process's view of the directory for node maps, moved forward by the change feed.
+
+    Not state anyone relies on: any replica rebuilds it from the store, and a
+    watcher it cannot judge (behind its oldest remembered step, or from before
+    it started) is simply woken.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._cached: tuple[int, Directory] | None = None
+        self._current: Directory | None = None
+        self._steps: deque[Step] = deque(maxlen=AUDIENCE_HISTORY)
+        self._known_since: int | None = None  # steps are known from this revision on
+
+    @property
+    def revision(self) -> int:
+        """The revision the held directory is at (0 before the first read)."""
+        return 0 if self._current is None else self._current.revision
 
     def directory(self) -> Directory:
-        revision = self.store.revision()
+        """The directory at (at least) the store's revision at the time of the call."""
+        return self.refresh(self.store.revision())
+
+    def refresh(self, target: int) -> Directory:
+        """Move the held directory to ``target`` or later, once per process: a caller
+        that finds it there already reads nothing."""
         with self._lock:
-            if self._cached is None or self._cached[0] != revision:
-                self._cached = (revision, read_directory(self.store))
-            return self._cached[1]
+            if self._current is None:
+                self._current = read_directory(self.store)
+                self._known_since = self._current.revision
+            while self._current.revision < target and self._step():
+                pass
+            return self._current
+
+    def _step(self) -> bool:
+        """Read the feed after the held revision and move there; False if it was empty."""
+        assert self._current is not None
+        before = self._current
+        changes = self._read_feed(before.revision)
+        if changes is None:  # too far behind (or the feed was pruned): read it whole
+            self._current = read_directory(self.store)
+            self._steps.append(Step(before.revision, self._current.revision, EVERYONE))
+            return True
+        if not changes:
+            return False
+        after = advanced(before, changes, lambda rev: self.store.get(PolicyRevision, rev))
+        audience = affected(before, after, changes)
+        self._steps.append(Step(before.revision, after.revision, audience))
+        self._current = after
+        log.debug("directory %d -> %d concerns %s", before.revision, after.revision, audience.describe())
+        return True
+
+    def _read_feed(self, since: int) -> list[Change] | None:
+        changes: list[Change] = []
+        while len(changes) <= MAX_STEP_CHANGES:
+            batch = self.store.changes(since, FEED_BATCH)
+            changes += batch
+            if len(batch) < FEED_BATCH:
+                return changes
+            since = batch[-1].rev
+        return None
+
+    def concerns(self, name: str, since: int) -> bool:
+        """Whether anything after revision ``since`` (up to the held revision) can change
+        node ``name``'s map. True when that cannot be told (the steps are forgotten)."""
+        with self._lock:
+            if self._known_since is None or since < self._known_since:
+                return True
+            steps = [s for s in self._steps if s.until > since]
+            if steps and steps[0].since > since:
+                return True  # the history no longer reaches back to ``since``
+            return any(s.audience.includes(name) for s in steps)
 
     def build(self, name: str) -> netmap.NodeMap:
         return node_map(self.directory(), name)

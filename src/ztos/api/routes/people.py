@@ -19,6 +19,7 @@ from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
+
 class UserRevokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="revoked by admin", max_length=200)

@@ -3,13 +3,17 @@
 A watcher sends the last revision it saw; the call returns as soon as there
 is anything newer *that the caller may see*, or empty after ``timeout``
 seconds (changes it may not see only advance the returned revision, so a DNS
-zone update or a token never wakes every agent). Nodes are woken by the
-kinds their node map is built from (network, nodes, tenants, workloads, and
-the records the policy is evaluated over: the active-policy head, users,
-groups, devices) but never get a record's data: a woken agent re-fetches its
-own node map, which holds only what that host needs to know (its peers, its
-tenants, its rules), so one host cannot read another's endpoint, key or
-attributes from the feed. Token secrets' hashes are never sent to anyone.
+zone update or a token never wakes anyone).
+
+A node is woken only by a change *that concerns it*: one that can change its
+node map (``ztos.controller.audience``; this process's ``NodeMaps`` records,
+for each step of the directory, which hosts it concerns). It gets no record,
+only one ``map`` change naming itself: a woken agent re-fetches its own node
+map, which holds only what that host needs to know (its peers, its tenants,
+its rules), so one host cannot read another's endpoint, key or attributes from
+the feed, and a posture flap on one host does not send every agent to fetch
+its map. People's watchers (dashboards) read the feed itself; token secrets'
+hashes are never sent to anyone.
 
 Between reads a watcher sleeps on the directory's ``ChangeSignal``
 (``ztos.directory.signal``): a commit wakes it at once, whichever controller
@@ -31,6 +35,7 @@ from starlette.types import Receive
 
 from ztos.api.auth import ANYONE, controller_of, requires
 from ztos.api.limits import MAX_STORED_INT
+from ztos.controller import Controller
 from ztos.directory import Change, ChangeSignal
 from ztos.model import Role
 from ztos.pki import Identity
@@ -38,9 +43,6 @@ from ztos.pki import Identity
 router = APIRouter(prefix="/api/v1", tags=["watch"])
 
 MAX_BODY_MESSAGES = 64
-NODE_WAKE_KINDS = frozenset(
-    {"network", "node", "tenant", "workload", "policyhead", "user", "group", "device"}
-)
 REDACTED_KINDS = frozenset({"token", "tsigkey"})
 QUIET_KINDS = frozenset({"nodeseen"})  # advance the revision, shown to no watcher
 
@@ -58,13 +60,10 @@ class WatchResult(BaseModel):
     changes: list[ChangeOut]
 
 
-def visible(change: Change, role: Role) -> ChangeOut | None:
+def visible(change: Change) -> ChangeOut | None:
+    """A change as people's watchers see it (nodes see only their ``map`` changes)."""
     if change.kind in QUIET_KINDS:
         return None
-    if role is Role.NODE:
-        if change.kind not in NODE_WAKE_KINDS:
-            return None
-        return ChangeOut(rev=change.rev, kind=change.kind, key=change.key, op=change.op, data=None)
     data = None if change.kind in REDACTED_KINDS else change.data
     return ChangeOut(rev=change.rev, kind=change.kind, key=change.key, op=change.op, data=data)
 
@@ -127,12 +126,13 @@ async def watch(
     since: Annotated[int, Query(ge=0, le=MAX_STORED_INT)] = 0,
     timeout: Annotated[float, Query(ge=0, le=60)] = 25.0,
 ) -> WatchResult:
-    """Read the feed; while it has nothing for the caller, sleep on the change signal.
+    """Wait for something the caller may see; while there is nothing, sleep on the change signal.
 
     Returns early, with what it has, when the controller shuts down; a caller
     that hung up gets no further reads.
     """
     controller, stats = controller_of(request), watch_stats(request.app)
+    look = _node_look if who.role is Role.NODE else _feed_look
     signal = controller.change_signal()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -141,16 +141,37 @@ async def watch(
     try:
         while True:
             stats.reads += 1
-            changes = await run_in_threadpool(controller.changes, since)
-            shown = [out for change in changes if (out := visible(change, who.role)) is not None]
-            if changes:
-                since = changes[-1].rev  # invisible changes are skipped, not waited on again
+            since, shown = await look(controller, who.name, since, signal.revision)
             if shown or loop.time() >= deadline or signal.closed or hangup.done():
                 return WatchResult(revision=since, changes=shown)
-            if not changes:
-                await sleep_until_change(signal, since, deadline - loop.time(), hangup)
-                if hangup.done():
-                    return WatchResult(revision=since, changes=[])
+            await sleep_until_change(signal, since, deadline - loop.time(), hangup)
+            if hangup.done():
+                return WatchResult(revision=since, changes=[])
     finally:
         stats.open -= 1
         hangup.cancel()
+
+
+async def _feed_look(
+    controller: Controller, name: str, since: int, known: int
+) -> tuple[int, list[ChangeOut]]:
+    """People: the feed's changes after ``since``, each as they may see it; invisible ones
+    only advance the revision (they are skipped, not waited on again)."""
+    changes = await run_in_threadpool(controller.changes, since)
+    if not changes:
+        return since, []
+    return changes[-1].rev, [out for change in changes if (out := visible(change)) is not None]
+
+
+async def _node_look(
+    controller: Controller, name: str, since: int, known: int
+) -> tuple[int, list[ChangeOut]]:
+    """A node: one ``map`` change when a step after ``since`` concerns it. The process's
+    node maps move forward once per revision, whoever asks first; the others read nothing."""
+    maps = controller.node_maps
+    if maps.revision < known:
+        await run_in_threadpool(maps.refresh, known)
+    revision = max(since, maps.revision)
+    if revision > since and maps.concerns(name, since):
+        return revision, [ChangeOut(rev=revision, kind="map", key=name, op="put", data=None)]
+    return revision, []
