@@ -41,7 +41,8 @@ NETWORK = Network(
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KEYS = [generate_wg_keypair().public_key for _ in range(8)]
 POLICIES = {
-    "00000001": "version: 1\nrules:\n  - {name: corp, from: {tenants: [corp]}, to: {tenants: [corp]}, ports: [any]}\n",
+    "00000001": "version: 1\nrules:\n"
+    "  - {name: corp, from: {tenants: [corp]}, to: {tenants: [corp]}, ports: [any]}\n",
     "00000002": """version: 1
 rules:
   - name: ssh
@@ -65,7 +66,7 @@ def node(index: int, **fields: object) -> Node:
         endpoints=[f"192.0.2.{10 + index % 4}:51820"],  # h0 and h4, h1 and h5 claim one address
         cert_serial=f"s{index}",
         enrolled_at=T0 + timedelta(minutes=index),
-        attributes={"posture.healthy": "true", "posture.os": "debian", "tags": "db" if index % 3 == 0 else ""},
+        attributes={"posture.healthy": "true", "posture.os": "debian", "tags": "" if index % 3 else "db"},
     )
     return record.model_copy(update=fields)
 
