@@ -17,13 +17,14 @@ point its peers at another host's address.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ztos import addressing, tenancy
 from ztos.errors import Forbidden, NotFound
@@ -271,3 +272,102 @@ def map_bgp(network: Network, me: Node, mesh: Iterable[Node]) -> MapBgp | None:
         router_id=str(me.overlay_ipv4),
         neighbors=tuple(neighbours + extra),
     )
+
+
+# --- map updates: what an agent holding a map is sent when the directory moves --------------
+
+
+def map_digest(node_map: NodeMap) -> str:
+    """The SHA-256 of the map's canonical JSON: equal digests, equal maps."""
+    return hashlib.sha256(node_map.model_dump_json().encode()).hexdigest()
+
+
+def rest_digest(node_map: NodeMap) -> str:
+    """The digest of everything but the peers (tenants, BGP, policy...): sent again only when it moves."""
+    return hashlib.sha256(node_map.model_dump_json(exclude={"peers"}).encode()).hexdigest()
+
+
+DIGEST_PATTERN = "^[0-9a-f]{64}$"
+
+
+class HeldMap(BaseModel):
+    """What an agent says of the map it holds: the revision it came with and its digests."""
+
+    since: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
+    rest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
+
+    @classmethod
+    def of(cls, node_map: NodeMap | None, revision: int | None) -> HeldMap:
+        if node_map is None:
+            return cls()
+        return cls(since=revision, digest=map_digest(node_map), rest=rest_digest(node_map))
+
+
+class MapUpdate(BaseModel):
+    """The answer to an agent that says which map it holds (``GET /api/v1/netmap/update``).
+
+    ``unchanged``: the held map is current. ``delta``: the peers in
+    ``peers_changed`` replace or join the held ones, those in ``peers_removed``
+    leave, and ``rest`` (everything but the peers) replaces the held one when it
+    is given. ``full``: ``map`` is the whole map (first contact, or when the
+    controller cannot tell what changed). The agent checks the result against
+    ``digest`` and asks for the full map on any mismatch, so a delta can never
+    leave it holding a map the controller did not build.
+    """
+
+    kind: Literal["unchanged", "delta", "full"]
+    revision: int
+    digest: str
+    map: NodeMap | None = None
+    peers_changed: tuple[MapPeer, ...] = ()
+    peers_removed: tuple[str, ...] = ()
+    rest: dict[str, Any] | None = None
+
+
+def update_for(
+    current: NodeMap,
+    revision: int,
+    held_digest: str | None,
+    held_rest: str | None,
+    moved: Collection[str] | None,
+) -> MapUpdate:
+    """What to send an agent holding the map with ``held_digest``; ``moved`` are the
+    nodes whose peer entry may have changed since its revision (None: unknown)."""
+    digest = map_digest(current)
+    if held_digest == digest:
+        return MapUpdate(kind="unchanged", revision=revision, digest=digest)
+    if held_digest is None or moved is None:
+        return MapUpdate(kind="full", revision=revision, digest=digest, map=current)
+    peers = {p.name: p for p in current.peers}
+    moved = set(moved) - {current.name}
+    rest = None if held_rest == rest_digest(current) else current.model_dump(mode="json", exclude={"peers"})
+    return MapUpdate(
+        kind="delta",
+        revision=revision,
+        digest=digest,
+        peers_changed=tuple(peers[n] for n in sorted(moved) if n in peers),
+        peers_removed=tuple(sorted(n for n in moved if n not in peers)),
+        rest=rest,
+    )
+
+
+def applied(held: NodeMap | None, update: MapUpdate) -> NodeMap | None:
+    """The map ``update`` leads to from ``held``; None when it does not lead to the map
+    the controller built (the digest differs, or a delta came without a held map)."""
+    if update.kind == "full":
+        result = update.map
+    elif held is None:
+        return None
+    elif update.kind == "unchanged":
+        result = held
+    else:
+        peers = {p.name: p for p in held.peers}
+        for name in update.peers_removed:
+            peers.pop(name, None)
+        peers.update((p.name, p) for p in update.peers_changed)
+        fields = held.model_dump(mode="json", exclude={"peers"}) if update.rest is None else update.rest
+        result = NodeMap.model_validate(
+            {**fields, "peers": [peers[n].model_dump(mode="json") for n in sorted(peers)]}
+        )
+    return result if result is not None and map_digest(result) == update.digest else None

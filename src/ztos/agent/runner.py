@@ -43,8 +43,8 @@ from ztos.dataplane import links, mtu
 from ztos.discovery.mdns import Announcement, LocalDiscovery
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile, load_profile
-from ztos.errors import InvalidInput, PkiError, ZtosError
-from ztos.netmap import NodeMap
+from ztos.errors import InvalidInput, PkiError, Unreachable, ZtosError
+from ztos.netmap import HeldMap, MapUpdate, NodeMap, applied
 from ztos.routing.frr import ApplyResult, FrrInstance
 from ztos.routing.spec import CONFIG_ROOT
 
@@ -137,6 +137,8 @@ class Agent:
         self.pmtu = PathMtuCache()
         self.reported: NodeReport | None = None
         self.revision = 0
+        self.held_map: NodeMap | None = None  # the last map fetched, for deltas against it
+        self.held_revision: int | None = None
         self.stop = threading.Event()
         self._waiting = False  # in the watch long-poll, where a stop may cut the request short
         self.frr: FrrInstance | None = None
@@ -191,9 +193,28 @@ class Agent:
         return applied
 
     def fetch_node_map(self, client: ApiClient) -> NodeMap:
-        node_map = NodeMap.model_validate(client.request("GET", "/api/v1/netmap"))
-        self.config.netmap_cache.write_text(node_map.model_dump_json(indent=2))
+        """The current map, sent as a delta against the one held when the controller can
+        (a few peers instead of thousands); checked by digest, else fetched whole."""
+        held = HeldMap.of(self.held_map, self.held_revision)
+        update = self.map_update(client, held)
+        node_map = applied(self.held_map, update)
+        if node_map is None:
+            log.info("node map %s did not lead to the controller's map; fetching it whole", update.kind)
+            update = self.map_update(client, HeldMap())
+            node_map = applied(None, update)
+            if node_map is None:
+                raise Unreachable(
+                    "the controller's node map does not match its own digest", code="bad_node_map"
+                )
+        if update.kind != "unchanged":
+            self.config.netmap_cache.write_text(node_map.model_dump_json(indent=2))
+        self.held_map, self.held_revision = node_map, update.revision
         return node_map
+
+    @staticmethod
+    def map_update(client: ApiClient, held: HeldMap) -> MapUpdate:
+        params = held.model_dump(exclude_none=True)
+        return MapUpdate.model_validate(client.request("GET", "/api/v1/netmap/update", params=params))
 
     def apply(self, node_map: NodeMap) -> list[str]:
         """Reconcile WireGuard, then the tenants riding on it, then FRR; report the result."""

@@ -27,6 +27,7 @@ from ztos.controller import policies, posture
 from ztos.controller import status as agent_status
 from ztos.controller import tenants as tenant_ops
 from ztos.controller.nodemaps import NodeMaps
+from ztos.controller.nodemaps import node_map as node_map_of
 from ztos.controller.refusals import RefusalLimiter
 from ztos.controller.status import AgentStatus, HostSecurity, NetworkStatus, StatusBoard
 from ztos.directory import Change, ChangeSignal, Store, Transaction
@@ -507,6 +508,14 @@ class Controller:
     def node_map(self, identity: pki.Identity) -> netmap.NodeMap:
         """What this node needs of the mesh and the policy (``nodemaps``: need to know)."""
         return self.node_maps.build(identity.name)
+
+    def node_map_update(self, identity: pki.Identity, held: netmap.HeldMap) -> netmap.MapUpdate:
+        """The node's map as a delta against the one it holds, when this replica can tell
+        what moved since (``NodeMaps`` remembers recent steps), else the whole map."""
+        directory = self.node_maps.directory()
+        current = node_map_of(directory, identity.name)
+        moved = None if held.since is None else self.node_maps.moved_between(held.since, directory.revision)
+        return netmap.update_for(current, directory.revision, held.digest, held.rest, moved)
 
     def dns_records(self) -> DnsZoneView:
         if self.dns is None:

@@ -332,11 +332,23 @@ AUDIENCE_HISTORY = 1024  # steps remembered for watchers that are behind
 
 @dataclass(frozen=True)
 class Step:
-    """The directory moved from ``since`` to ``until``; ``audience`` is whom it concerns."""
+    """The directory moved from ``since`` to ``until``; ``audience`` is whom it concerns,
+    ``moved`` the nodes whose peer entry it may change (None: more than peers moved)."""
 
     since: int
     until: int
     audience: Audience
+    moved: frozenset[str] | None
+
+
+def moved_peers(before: Directory, after: Directory, changes: Sequence[Change]) -> frozenset[str] | None:
+    """The nodes whose peer entry the changes may move, or None when they touch what
+    else a map holds (tenants, workloads, the network, the policy and what it reads)."""
+    kinds = {c.kind for c in changes if c.kind in MAP_KINDS}
+    if kinds - {"node"}:
+        return None
+    nodes = {c.key for c in changes if c.kind == "node"}
+    return frozenset(nodes | endpoint_neighbours(before, after, nodes))
 
 
 class NodeMaps:
@@ -381,13 +393,15 @@ class NodeMaps:
         changes = self._read_feed(before.revision)
         if changes is None:  # too far behind (or the feed was pruned): read it whole
             self._current = read_directory(self.store)
-            self._steps.append(Step(before.revision, self._current.revision, EVERYONE))
+            self._steps.append(Step(before.revision, self._current.revision, EVERYONE, None))
             return True
         if not changes:
             return False
         after = advanced(before, changes, lambda rev: self.store.get(PolicyRevision, rev))
         audience = affected(before, after, changes)
-        self._steps.append(Step(before.revision, after.revision, audience))
+        self._steps.append(
+            Step(before.revision, after.revision, audience, moved_peers(before, after, changes))
+        )
         self._current = after
         log.debug("directory %d -> %d concerns %s", before.revision, after.revision, audience.describe())
         return True
@@ -405,13 +419,31 @@ class NodeMaps:
     def concerns(self, name: str, since: int) -> bool:
         """Whether anything after revision ``since`` (up to the held revision) can change
         node ``name``'s map. True when that cannot be told (the steps are forgotten)."""
+        steps = self._steps_after(since)
+        return steps is None or any(s.audience.includes(name) for s in steps)
+
+    def moved_between(self, since: int, until: int) -> frozenset[str] | None:
+        """The nodes whose peer entries may differ between revisions ``since`` and ``until``,
+        or None when more than peer entries may differ or that cannot be told."""
+        steps = self._steps_after(since)
+        if steps is None:
+            return None
+        moved: set[str] = set()
+        for step in (s for s in steps if s.since < until):
+            if step.moved is None or step.until > until:
+                return None
+            moved |= step.moved
+        return frozenset(moved)
+
+    def _steps_after(self, since: int) -> list[Step] | None:
+        """The steps after revision ``since``; None when the history does not reach back there."""
         with self._lock:
             if self._known_since is None or since < self._known_since:
-                return True
+                return None
             steps = [s for s in self._steps if s.until > since]
             if steps and steps[0].since > since:
-                return True  # the history no longer reaches back to ``since``
-            return any(s.audience.includes(name) for s in steps)
+                return None
+            return steps
 
     def build(self, name: str) -> netmap.NodeMap:
         return node_map(self.directory(), name)

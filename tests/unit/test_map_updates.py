@@ -1,0 +1,130 @@
+"""Incremental node maps: a process's ``NodeMaps`` moved by the feed, and map deltas.
+
+An agent that holds a map is sent only what moved (``netmap.update_for``),
+and what it builds from that is checked against the controller's digest
+(``netmap.applied``), so a wrong delta costs one full fetch, never a wrong map.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ztos import addressing, netmap
+from ztos.controller.nodemaps import NodeMaps, node_map
+from ztos.directory.sqlite import SqliteStore
+from ztos.keys import generate_wg_keypair
+from ztos.model import Network, Node, Tenant, Token
+from ztos.netmap import HeldMap, MapUpdate, applied, update_for
+
+NETWORK = Network(
+    ula_prefix=ipaddress.IPv6Network("fd12:3456:789a::/48"), ipv4_prefix=ipaddress.IPv4Network("10.42.0.0/16")
+)
+HOSTS = 40
+T1 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def node(index: int) -> Node:
+    key = generate_wg_keypair().public_key
+    return Node(
+        name=f"h{index}",
+        wg_public_key=key,
+        overlay_ipv6=addressing.overlay_ipv6(NETWORK.ula_prefix, key),
+        overlay_ipv4=ipaddress.IPv4Address(f"10.42.1.{index}"),
+        endpoints=[f"192.0.2.{index}:51820"],
+        cert_serial=f"s{index}",
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    directory = SqliteStore(str(tmp_path / "dir.db"))
+    with directory.transaction() as tx:
+        tx.create(NETWORK)
+        for index in range(1, HOSTS + 1):
+            tx.create(node(index))
+    yield directory
+    directory.close()
+
+
+def moved_endpoint(store: SqliteStore, name: str, endpoint: str) -> None:
+    with store.transaction() as tx:
+        record = tx.get(Node, name)
+        assert record is not None
+        tx.put(record.model_copy(update={"observed_endpoint": endpoint}))
+
+
+def fetch(maps: NodeMaps, name: str, held: netmap.NodeMap | None, since: int | None) -> MapUpdate:
+    """What the controller answers (``Controller.node_map_update``), over the process's maps."""
+    d = maps.directory()
+    moved = None if since is None else maps.moved_between(since, d.revision)
+    h = HeldMap.of(held, since)
+    return update_for(node_map(d, name), d.revision, h.digest, h.rest, moved)
+
+
+def test_a_peer_moving_sends_one_peer_and_leads_to_the_controllers_map(store: SqliteStore) -> None:
+    maps = NodeMaps(store)
+    first = fetch(maps, "h1", None, None)
+    assert first.kind == "full" and first.map is not None
+    held = applied(None, first)
+    assert held == first.map
+    assert fetch(maps, "h1", held, first.revision).kind == "unchanged"
+    moved_endpoint(store, "h7", "198.51.100.7:51820")
+    update = fetch(maps, "h1", held, first.revision)
+    assert update.kind == "delta" and [p.name for p in update.peers_changed] == ["h7"]
+    assert update.rest is None and update.peers_removed == ()
+    assert applied(held, update) == node_map(maps.directory(), "h1")
+    assert len(update.model_dump_json()) * 10 < len(first.model_dump_json()), "a delta is small"
+
+
+def test_a_node_leaving_is_removed_and_tenant_changes_send_the_whole_map(store: SqliteStore) -> None:
+    maps = NodeMaps(store)
+    first = fetch(maps, "h1", None, None)
+    held = applied(None, first)
+    with store.transaction() as tx:
+        tx.delete(Node, "h9")
+    update = fetch(maps, "h1", held, first.revision)
+    assert update.kind == "delta" and update.peers_removed == ("h9",)
+    held = applied(held, update)
+    assert held is not None and "h9" not in {p.name for p in held.peers}
+    with store.transaction() as tx:
+        prefix = ipaddress.IPv6Network("fd12:3456:789a:1::/64")
+        tx.create(Tenant(name="corp", vni=100, ipv6_prefix=prefix, nodes=["h1", "h2"]))
+    assert fetch(maps, "h1", held, update.revision).kind == "full", "more than peers moved"
+
+
+def test_a_delta_that_does_not_lead_to_the_map_is_refused(store: SqliteStore) -> None:
+    maps = NodeMaps(store)
+    first = fetch(maps, "h1", None, None)
+    held = applied(None, first)
+    moved_endpoint(store, "h7", "198.51.100.7:51820")
+    d = maps.directory()
+    wrong = update_for(node_map(d, "h1"), d.revision, netmap.map_digest(held), None, moved=["h8"])
+    assert applied(held, wrong) is None, "h7's move was left out: the digest tells"
+    assert applied(None, wrong) is None, "a delta needs a held map"
+
+
+def test_a_replica_that_cannot_tell_what_moved_sends_the_whole_map(store: SqliteStore) -> None:
+    first = fetch(NodeMaps(store), "h1", None, None)
+    held = applied(None, first)
+    moved_endpoint(store, "h7", "198.51.100.7:51820")
+    other = NodeMaps(store)  # started after the agent's revision: no history reaching back
+    assert fetch(other, "h1", held, first.revision).kind == "full"
+    assert other.concerns("h1", first.revision), "and it wakes whom it cannot judge"
+
+
+def test_steps_record_who_is_concerned_and_unrelated_records_move_nothing(store: SqliteStore) -> None:
+    maps = NodeMaps(store)
+    start = maps.directory()
+    with store.transaction() as tx:
+        tx.create(Token(id="token-one", secret_sha256="0" * 64, node_name="x", created_by="a", expires_at=T1))
+    after = maps.directory()
+    assert after.revision > start.revision and after.active is start.active, "nothing was rebuilt"
+    assert not maps.concerns("h1", start.revision)
+    moved_endpoint(store, "h7", "198.51.100.7:51820")
+    maps.directory()
+    assert maps.concerns("h1", start.revision) and maps.moved_between(start.revision, maps.revision) == {"h7"}
