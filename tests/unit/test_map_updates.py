@@ -101,6 +101,7 @@ def test_a_delta_that_does_not_lead_to_the_map_is_refused(store: SqliteStore) ->
     maps = NodeMaps(store)
     first = fetch(maps, "h1", None, None)
     held = applied(None, first)
+    assert held is not None
     moved_endpoint(store, "h7", "198.51.100.7:51820")
     d = maps.directory()
     wrong = update_for(node_map(d, "h1"), d.revision, netmap.map_digest(held), None, moved=["h8"])
@@ -127,4 +128,4 @@ def test_steps_record_who_is_concerned_and_unrelated_records_move_nothing(store:
     assert not maps.concerns("h1", start.revision)
     moved_endpoint(store, "h7", "198.51.100.7:51820")
     maps.directory()
-    assert maps.concerns("h1", start.revision) and maps.moved_between(start.revision, maps.revision) == {"h7"}
+    assert maps.concerns("h1", start.revision) and maps.moved_between(start.revision, maps.revision) == frozenset({"h7"})
