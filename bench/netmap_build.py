@@ -13,6 +13,11 @@ rules between node groups). Measured in the same run:
 * **baseline, open map**: the same host's map with every peer and no policy
   (what an open network builds), so the ratio shows what need to know adds.
 
+* **posture flap step**: what one posture report that flips a condition-read
+  attribute costs a controller process: moving its directory by that change
+  and judging which hosts it concerns (``controller.audience``), with the
+  number of hosts woken, as a ratio to resolving the whole directory again.
+
 Pure CPU, no I/O: ``.venv/bin/python bench/netmap_build.py [--nodes N]
 [--rules N] [--samples N] [--json-out FILE]``.
 """
@@ -28,7 +33,9 @@ import time
 from collections.abc import Callable
 
 from ztos import addressing, tenancy
-from ztos.controller.nodemaps import directory_of, node_map
+from ztos.controller.audience import affected
+from ztos.controller.nodemaps import Directory, advanced, directory_of, node_map
+from ztos.directory import Change
 from ztos.keys import generate_wg_keypair
 from ztos.model import Group, Network, Node, PolicyRevision, Tenant, User, Workload
 
@@ -110,6 +117,37 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def posture_flap(d: Directory, index: int) -> list[Change]:
+    """One host's condition-read posture attribute flips (what a posture report writes)."""
+    host = d.nodes[f"h{(index * 37) % len(d.nodes)}"]
+    value = "false" if host.attributes.get("posture.healthy") == "true" else "true"
+    record = host.model_copy(update={"attributes": {**host.attributes, "posture.healthy": value}})
+    return [
+        Change(rev=d.revision + 1, kind="node", key=host.name, op="put", data=record.model_dump(mode="json"))
+    ]
+
+
+def step_figures(d: Directory, label: str, resolve: float, flaps: int = 20) -> dict[str, float]:
+    """A controller process moving its directory by one posture flap and judging whom it
+    concerns, against resolving the whole directory (what it did before)."""
+    steps, audiences = [], []
+    for index in range(flaps):
+        changes = posture_flap(d, index)
+        start = time.perf_counter()
+        after = advanced(d, changes, lambda rev: None)
+        audience = affected(d, after, changes)
+        steps.append(time.perf_counter() - start)
+        audiences.append(len(audience.nodes))
+        d = after
+    step = statistics.median(steps)
+    return {
+        f"{label}_flap_step_ms_p50": round(step * 1000, 2),
+        f"{label}_flap_step_ms_max": round(max(steps) * 1000, 2),
+        f"{label}_flap_hosts_woken_p50": statistics.median(audiences),
+        f"{label}_ratio_step_to_whole_resolve": round(step / resolve, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
@@ -141,6 +179,8 @@ def main() -> None:
         "ratio_need_to_open": round(statistics.median(need) / statistics.median(base), 2),
         "map_bytes_need_to_know_p50": int(statistics.median(sizes)),
         "map_bytes_open_p50": int(statistics.median(open_sizes)),
+        **step_figures(closed, "policy", resolve),
+        **step_figures(opened, "open", resolve),
     }
     for key, value in figures.items():
         print(f"{key:32} {value}")

@@ -133,12 +133,21 @@ def _identity(d: Directory, name: str, read: Iterable[str]) -> NodeInfo | None:
 
 
 def endpoint_neighbours(before: Directory, after: Directory, names: Iterable[str]) -> set[str]:
-    """Nodes claiming or observed at an underlay address one of ``names`` claims or was
-    observed at (before or after): whose trusted endpoints a change of ``names`` can move."""
-    hosts = {h for d in (before, after) for n in names if n in d.nodes for h in _hosts(d.nodes[n])}
+    """Nodes claiming or observed at an underlay address that one of ``names`` claims or
+    was observed at (before or after), when its claims or standing changed: whose trusted
+    endpoints the change can move. Empty, without a scan, when no claim moved."""
+    shifted = [n for n in names if _claims(before.nodes.get(n)) != _claims(after.nodes.get(n))]
+    hosts = {h for d in (before, after) for n in shifted if n in d.nodes for h in _hosts(d.nodes[n])}
     if not hosts:
         return set()
     return {n.name for d in (before, after) for n in d.active.values() if hosts & _hosts(n)}
+
+
+def _claims(node: Node | None) -> tuple[object, ...] | None:
+    """What a node's trust in its addresses depends on."""
+    if node is None:
+        return None
+    return (node.endpoints, node.observed_endpoint, node.status, node.enrolled_at)
 
 
 def _hosts(node: Node) -> set[str]:

@@ -49,6 +49,7 @@ from ztos.model import (
 )
 from ztos.policy import KnownNames, Policy, Snapshot, load_policy
 from ztos.policy.needs import Reach
+from ztos.policy.snapshot import node_info
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +161,11 @@ def directory_of(
 def _resolved(
     revision: int,
     network: Network,
-    nodes: dict[str, Node],
-    tenants: dict[str, Tenant],
-    workloads: dict[str, Workload],
-    users: dict[str, User],
-    groups: dict[str, Group],
+    nodes: Mapping[str, Node],
+    tenants: Mapping[str, Tenant],
+    workloads: Mapping[str, Workload],
+    users: Mapping[str, User],
+    groups: Mapping[str, Group],
     current: PolicyRevision | None,
 ) -> Directory:
     policy = _enforced_for(network, current, users, groups)
@@ -216,9 +217,9 @@ RevisionReader = Callable[[str], PolicyRevision | None]
 
 def advanced(directory: Directory, changes: Sequence[Change], read_revision: RevisionReader) -> Directory:
     """``directory`` with ``changes`` applied: the records they carry replace or remove
-    the ones held. Only what the changed kinds feed is computed again (the policy is
-    resolved again only when its inputs moved), and peer entries are kept for every
-    node whose entry cannot have changed."""
+    the ones held. Only what the changed records feed is computed again (a node's new
+    attributes are judged alone; the policy is resolved again only when more moved), and
+    peer entries are kept for every node whose entry cannot have changed."""
     d = directory
     revision = changes[-1].rev if changes else d.revision
     relevant = [c for c in changes if c.kind in MAP_KINDS]
@@ -236,18 +237,20 @@ def advanced(directory: Directory, changes: Sequence[Change], read_revision: Rev
         else:
             tables.apply(change)
     kinds = {c.kind for c in relevant}
+    moved = {c.key for c in relevant if c.kind == "node"}
     policy = d.enforced
     if kinds & {"network", "policyhead", "user", "group"}:
         policy = _enforced_for(network, current, tables.users, tables.groups)
     reach = d.reach
     if policy is None:
         reach = None
-    elif policy is not d.enforced or kinds & {"node", "workload", "user", "group"}:
+    elif policy is not d.enforced or kinds & {"workload", "user", "group"}:
         reach = _reach(policy, tables.nodes, tables.users, tables.workloads, tables.groups)
-    active, owners = d.active, d.owners
-    if "node" in kinds:
-        active = {name: n for name, n in tables.nodes.items() if n.status is NodeStatus.ACTIVE}
-        owners = netmap.EndpointOwners(active.values())
+    elif moved:
+        reach = _reach_with_nodes(d, tables.nodes, moved) or _reach(
+            policy, tables.nodes, tables.users, tables.workloads, tables.groups
+        )
+    active, owners = _mesh(d, tables.nodes, moved)
     after = Directory(
         revision,
         network,
@@ -262,28 +265,67 @@ def advanced(directory: Directory, changes: Sequence[Change], read_revision: Rev
         owners,
         active,
     )
-    moved = {c.key for c in relevant if c.kind == "node"}
     stale = moved | endpoint_neighbours(d, after, moved)
     after._peers.update((name, peer) for name, peer in d._peers.items() if name not in stale)
     return after
 
 
+def _reach_with_nodes(d: Directory, nodes: Mapping[str, Node], moved: Iterable[str]) -> Reach | None:
+    """``d``'s resolution with the moved nodes' attributes judged again, one by one; None
+    when one of them moved more than attributes (joined, left, was revoked, retagged)."""
+    reach = d.reach
+    for name in moved:
+        node = nodes.get(name)
+        if reach is None or node is None or node.status is not NodeStatus.ACTIVE:
+            return None
+        reach = reach.with_node(node_info(node))
+    return reach
+
+
+def _mesh(
+    d: Directory, nodes: Mapping[str, Node], moved: set[str]
+) -> tuple[Mapping[str, Node], netmap.EndpointOwners]:
+    """The active nodes and who owns which address, rebuilt only when the moved nodes'
+    standing (active or not) or address claims changed."""
+    if not moved:
+        return d.active, d.owners
+    before = [d.nodes.get(name) for name in moved]
+    after = [nodes.get(name) for name in moved]
+    if any(a is None or b is None or a.status is not b.status for a, b in zip(before, after, strict=True)):
+        active = {name: n for name, n in nodes.items() if n.status is NodeStatus.ACTIVE}
+        return active, netmap.EndpointOwners(active.values())
+    active = {**d.active, **{n.name: n for n in after if n is not None and n.name in d.active}}
+    claims_moved = any(
+        a is not None
+        and b is not None
+        and (a.endpoints, a.observed_endpoint) != (b.endpoints, b.observed_endpoint)
+        for a, b in zip(before, after, strict=True)
+    )
+    return active, netmap.EndpointOwners(active.values()) if claims_moved else d.owners
+
+
 @dataclass
 class Tables:
-    """Copies of a directory's record tables, for applying changes to."""
+    """A directory's record tables, for applying changes to (copied on first write)."""
 
-    nodes: dict[str, Node]
-    tenants: dict[str, Tenant]
-    workloads: dict[str, Workload]
-    users: dict[str, User]
-    groups: dict[str, Group]
+    nodes: Mapping[str, Node]
+    tenants: Mapping[str, Tenant]
+    workloads: Mapping[str, Workload]
+    users: Mapping[str, User]
+    groups: Mapping[str, Group]
+    copied: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, d: Directory) -> Tables:
-        return cls(dict(d.nodes), dict(d.tenants), dict(d.workloads), dict(d.users), dict(d.groups))
+        """Tables sharing ``d``'s until one is changed (then that one is copied)."""
+        return cls(d.nodes, d.tenants, d.workloads, d.users, d.groups)
 
     def apply(self, change: Change) -> None:
-        table: dict[str, Any] = getattr(self, change.kind + "s")
+        attr = change.kind + "s"
+        if attr not in self.copied:
+            setattr(self, attr, dict(getattr(self, attr)))
+            self.copied.add(attr)
+        table: dict[str, Any] = getattr(self, attr)
         if change.data is None:
             table.pop(change.key, None)
         else:

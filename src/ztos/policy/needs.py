@@ -31,9 +31,10 @@ naming every node as a source of a workload rule adds no peer.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from ztos.policy.model import AttrCondition, Policy, Rule, Selector
 from ztos.policy.resolve import Members, Resolver, attr_conditions, clauses
@@ -52,6 +53,8 @@ class Side:
     by_tenant: Mapping[str, Members]  # the passing workloads per tenant (tenant tables read these)
     tenant_hosts: Mapping[str, frozenset[str]]  # per tenant, the nodes its passing workloads run on
     keys: tuple[str, ...]  # the attributes its conditions read (``device.x``, ``user.y``, ``workload.z``)
+    rule: Rule | None = field(default=None, compare=False)  # whose conditions (to judge one identity again)
+    which: str = "src"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,53 @@ class Reach:
             by_tenant={t: frozenset(found) for t, found in by_tenant.items()},
             tenant_hosts={t: frozenset(found) for t, found in hosts.items()},
             keys=tuple(sorted({c.attr for c in conditions})),
+            rule=rule,
+            which=side,
+        )
+
+    def with_node(self, info: NodeInfo) -> Reach | None:
+        """This resolution with node ``info.name``'s attributes replaced, judging again only
+        that node and its workloads (a posture flap at 10,000 hosts must not resolve every
+        clause again). None when more than attributes moved (its addresses, role or tags
+        name it in other selectors, or it is new): then resolve the whole directory."""
+        old = self.snapshot.nodes.get(info.name)
+        if old is None or (old.addresses, old.role, old.tags) != (info.addresses, info.role, info.tags):
+            return None
+        snapshot = replace(self.snapshot, nodes={**self.snapshot.nodes, info.name: info})
+        clone = copy.copy(self)
+        clone.snapshot = snapshot
+        clone.resolver = copy.copy(self.resolver)
+        clone.resolver.snapshot = snapshot
+        judged = [("node", info.name), *self.local.get(info.name, ())]
+        again: dict[int, Side] = {}
+        for side in {id(s): s for pair in self.clauses for s in pair}.values():
+            again[id(side)] = clone._rejudged(side, judged) if side.keys else side
+        clone.clauses = [(again[id(src)], again[id(dst)]) for src, dst in self.clauses]
+        clone.conditioned = [again[id(side)] for side in self.conditioned]
+        return clone
+
+    def _rejudged(self, side: Side, judged: list[Ident]) -> Side:
+        assert side.rule is not None
+        named = [i for i in judged if i in side.members]
+        passing = (side.passing - set(judged)) | {
+            i for i in named if self.resolver.conditions_hold(side.rule, side.which, i)
+        }
+        if passing == side.passing:
+            return side
+        workloads = self.snapshot.workloads
+        tenants = {workloads[name].tenant for kind, name in judged if kind == "workload"}
+        by_tenant = dict(side.by_tenant)
+        hosts = dict(side.tenant_hosts)
+        for tenant in tenants:
+            found = frozenset(i for i in passing if i[0] == "workload" and workloads[i[1]].tenant == tenant)
+            by_tenant[tenant] = found
+            hosts[tenant] = frozenset(workloads[name].node for _, name in found)
+        return replace(
+            side,
+            passing=frozenset(passing),
+            nodes=frozenset(i for i in passing if i[0] == "node"),
+            by_tenant=by_tenant,
+            tenant_hosts=hosts,
         )
 
     def needs(self, node: str, also: Collection[str] = ()) -> HostNeeds:

@@ -100,7 +100,7 @@ class Snapshot:
         active = [n for n in nodes if n.status is NodeStatus.ACTIVE]
         names = {n.name for n in active}
         return cls.build(
-            nodes=(_node_info(n) for n in active),
+            nodes=(node_info(n) for n in active),
             users=(
                 UserInfo(u.name, tuple(u.groups), tuple(r.value for r in u.roles), u.attributes)
                 for u in users
@@ -183,7 +183,7 @@ def _tupled(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
-def _node_info(node: Node) -> NodeInfo:
+def node_info(node: Node) -> NodeInfo:
     tags = tuple(t.strip() for t in node.attributes.get("tags", "").split(",") if t.strip())
     return NodeInfo(
         name=node.name,
