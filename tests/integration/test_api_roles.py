@@ -55,7 +55,7 @@ READ_ONLY_POSTS = {
     ("post", "/api/v1/policies/diff"),
     ("post", "/api/v1/policies/test"),
 }
-NODE_ONLY_READS = {("get", "/api/v1/netmap")}
+NODE_ONLY_READS = {("get", "/api/v1/netmap"), ("get", "/api/v1/netmap/update")}
 BOUNDED = {"/api/v1/watch": {"timeout": 0}, "/api/v1/monitoring/stream": {"duration": 0.5}}
 
 

@@ -31,7 +31,7 @@ from ztos.enroll.identity_dir import IdentityDir
 
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 LONG_HELD = r"^/api/v1/(watch|monitoring/stream)$"
-NODE_ONLY = r"^/api/v1/(netmap|nodes/self/.+)$"
+NODE_ONLY = r"^/api/v1/(netmap(/update)?|nodes/self/.+)$"
 BUDGET_S = 240
 
 

@@ -59,7 +59,7 @@ from ztos import pki
 from ztos.controller import Controller, actor_of
 from ztos.controller.sessions import EndedSessions, LoginCodes
 from ztos.errors import Conflict, Forbidden, InvalidInput, Unauthenticated, ZtosError
-from ztos.model import CertificateRecord, Role
+from ztos.model import Role
 from ztos.naming import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_RE
 from ztos.pki import Identity
 
@@ -150,7 +150,7 @@ class SessionSigner:
         """Every controller of a network shares the CA key, so they share this key too."""
         raw = controller.ca.key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SESSION_KEY_INFO).derive(raw)
-        return cls(key, EndedSessions(controller.store))
+        return cls(key, controller.ended_sessions)
 
     def mint(
         self, identity: Identity, ttl: int, via: str, not_after: datetime | None = None
@@ -230,8 +230,7 @@ class AuthState:
 def install(app: FastAPI, controller: Controller, settings: ApiSettings | None = None) -> None:
     """Give the app its session state and annotate the schema; call after adding routes."""
     settings = settings or ApiSettings.from_env()
-    login_codes = LoginCodes(controller.store)
-    app.state.auth = AuthState(settings, SessionSigner.for_controller(controller), login_codes)
+    app.state.auth = AuthState(settings, SessionSigner.for_controller(controller), controller.login_codes)
     for route in _api_routes(app.routes):  # a route's own note wins
         route.openapi_extra = {**_schema_note(route), **(route.openapi_extra or {})}
     document_errors(app)
@@ -327,7 +326,7 @@ def bearer_token(request: Request, *, query: bool = False) -> str | None:
 def session_claims(request: Request, token: str) -> SessionClaims:
     """Check a bearer token and the certificate behind it (revocation ends its sessions)."""
     claims = auth_state(request).sessions.decode(token)
-    record = controller_of(request).store.get(CertificateRecord, claims.serial)
+    record = controller_of(request).certificate(claims.serial)
     if record is None or record.revoked_at is not None:
         raise Unauthenticated(
             f"the certificate behind this session ({claims.serial}) was revoked: sign in again",

@@ -29,6 +29,7 @@ from ztos.controller import tenants as tenant_ops
 from ztos.controller.nodemaps import NodeMaps
 from ztos.controller.nodemaps import node_map as node_map_of
 from ztos.controller.refusals import RefusalLimiter
+from ztos.controller.sessions import EndedSessions, LoginCodes
 from ztos.controller.status import AgentStatus, HostSecurity, NetworkStatus, StatusBoard
 from ztos.directory import Change, ChangeSignal, Store, Transaction
 from ztos.enroll import server as enroll_server
@@ -178,9 +179,17 @@ class Controller:
     posture_timeout: float = posture.DEFAULT_TIMEOUT
     refusals: RefusalLimiter = field(default_factory=RefusalLimiter)
     node_maps: NodeMaps = field(init=False)
+    policy: policies.PolicyService = field(init=False)
+    tenancy: tenant_ops.TenantService = field(init=False)
+    login_codes: LoginCodes = field(init=False)
+    ended_sessions: EndedSessions = field(init=False)
 
     def __post_init__(self) -> None:
         self.node_maps = NodeMaps(self.store)
+        self.policy = policies.PolicyService(self.store)
+        self.tenancy = tenant_ops.TenantService(self.store)
+        self.login_codes = LoginCodes(self.store)
+        self.ended_sessions = EndedSessions(self.store)
 
     @classmethod
     def open(cls, store: Store, pki_dir: Path, controller_urls: list[str]) -> Controller:
@@ -592,6 +601,12 @@ class Controller:
             repeated_refusals=[RefusalAlert(**vars(r)) for r in self.refusals.repeated()],
         )
 
+    def certificate(self, serial: str) -> CertificateRecord | None:
+        return self.store.get(CertificateRecord, serial)
+
+    def certificates(self) -> list[CertificateRecord]:
+        return self.store.list(CertificateRecord)
+
     def audit_log(self, after_seq: int, limit: int) -> list[AuditEvent]:
         return self.store.audit_events(after_seq, limit)
 
@@ -602,7 +617,8 @@ class Controller:
         """What watchers sleep on between reads of ``changes`` (closed on shutdown)."""
         return self.store.change_signal()
 
-    def _audit(self, actor: str, action: str, target: str, outcome: str, detail: str) -> None:
+    def audit(self, actor: str, action: str, target: str, outcome: str, detail: str) -> None:
+        """Record an event that is no write of its own (a browser session begun, a refusal)."""
         with self.store.transaction() as tx:
             tx.audit(AuditDraft(actor, action, target, outcome, detail))
 
@@ -614,7 +630,7 @@ class Controller:
             return
         if suppressed:
             detail += f" (and {suppressed} more refusals suppressed since the last record)"
-        self._audit(actor, action, target, "refused", detail)
+        self.audit(actor, action, target, "refused", detail)
 
 
 def check_attribute_size(attributes: dict[str, str], before: dict[str, str]) -> None:

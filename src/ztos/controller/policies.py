@@ -10,6 +10,7 @@ nftables on every host.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -211,3 +212,36 @@ def test(store: Store, request: PolicyTestRequest, now: datetime | None = None) 
     return PolicyDecision(
         allowed=decision.allowed, rule=decision.rule, reason=decision.reason, rev=int(current.rev)
     )
+
+
+@dataclass(frozen=True)
+class PolicyService:
+    """The policy part of the controller's service layer (``Controller.policy``): what
+    routes call, so no route reaches the store itself."""
+
+    store: Store
+
+    def current(self) -> PolicyView:
+        """The policy in force; NotFound, saying open or default deny, when there is none."""
+        revision = active(self.store)
+        if revision is None:
+            raise NotFound(state(self.store).detail)
+        return view(revision)
+
+    def state(self) -> PolicyState:
+        return state(self.store)
+
+    def apply(self, actor: str, body: PolicyText) -> PolicyView:
+        return apply(self.store, actor, body)
+
+    def history(self) -> list[PolicyView]:
+        return history(self.store)
+
+    def diff(self, body: PolicyText) -> PolicyChanges:
+        return diff(self.store, body)
+
+    def rollback(self, actor: str, request: RollbackRequest) -> PolicyView:
+        return rollback(self.store, actor, request)
+
+    def test(self, request: PolicyTestRequest) -> PolicyDecision:
+        return test(self.store, request)

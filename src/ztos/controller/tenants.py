@@ -7,6 +7,7 @@ refused request (unknown node, duplicate VNI, bad subnet) changes nothing.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -204,3 +205,34 @@ def configure_network(store: Store, actor: str, request: NetworkConfigRequest) -
         detail = "; ".join(details)
         tx.audit(AuditDraft(actor, "network.configure", f"network:{network.name}", detail=detail))
     return network
+
+
+@dataclass(frozen=True)
+class TenantService:
+    """Tenants, workloads and BGP in the controller's service layer (``Controller.tenancy``)."""
+
+    store: Store
+
+    def tenants(self) -> list[Tenant]:
+        return sorted(self.store.list(Tenant), key=lambda t: t.vni)
+
+    def create(self, actor: str, request: TenantRequest) -> Tenant:
+        return create_tenant(self.store, actor, request)
+
+    def delete(self, actor: str, name: str) -> None:
+        delete_tenant(self.store, actor, name)
+
+    def set_attachment(self, actor: str, name: str, node: str, attached: bool) -> Tenant:
+        return set_attachment(self.store, actor, name, node, attached)
+
+    def workloads(self) -> list[Workload]:
+        return sorted(self.store.list(Workload), key=lambda w: (w.tenant, w.name))
+
+    def add_workload(self, actor: str, request: WorkloadRequest) -> Workload:
+        return add_workload(self.store, actor, request)
+
+    def remove_workload(self, actor: str, name: str) -> None:
+        remove_workload(self.store, actor, name)
+
+    def configure_network(self, actor: str, request: NetworkConfigRequest) -> Network:
+        return configure_network(self.store, actor, request)

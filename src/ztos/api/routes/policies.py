@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from ztos.api.auth import ADMIN, NODES, READERS, controller_of, requires
 from ztos.controller import actor_of
 from ztos.controller import policies as ops
-from ztos.errors import NotFound
 from ztos.model import Name, Node
 from ztos.pki import Identity
 
@@ -29,46 +28,42 @@ class Attributes(BaseModel):
 @router.get("/policies", response_model=ops.PolicyView)
 def show(request: Request, _: Reader) -> ops.PolicyView:
     """The policy in force."""
-    store = controller_of(request).store
-    current = ops.active(store)
-    if current is None:
-        raise NotFound(ops.state(store).detail)
-    return ops.view(current)
+    return controller_of(request).policy.current()
 
 
 @router.get("/policies/state", response_model=ops.PolicyState)
 def policy_state(request: Request, _: Reader) -> ops.PolicyState:
     """Open (no policy yet), default deny (no policy, closed), or a policy revision in force."""
-    return ops.state(controller_of(request).store)
+    return controller_of(request).policy.state()
 
 
 @router.post("/policies", response_model=ops.PolicyView, status_code=201)
 def apply(body: ops.PolicyText, request: Request, who: Admin) -> ops.PolicyView:
     """Validate and apply a policy (YAML text); refused whole, with every error, if invalid."""
-    return ops.apply(controller_of(request).store, actor_of(who), body)
+    return controller_of(request).policy.apply(actor_of(who), body)
 
 
 @router.get("/policies/history", response_model=list[ops.PolicyView])
 def history(request: Request, _: Reader) -> list[ops.PolicyView]:
-    return ops.history(controller_of(request).store)
+    return controller_of(request).policy.history()
 
 
 @router.post("/policies/diff", response_model=ops.PolicyChanges)
 def diff(body: ops.PolicyText, request: Request, _: Reader) -> ops.PolicyChanges:
     """What applying this text would change (nothing is stored)."""
-    return ops.diff(controller_of(request).store, body)
+    return controller_of(request).policy.diff(body)
 
 
 @router.post("/policies/rollback", response_model=ops.PolicyView, status_code=201)
 def rollback(body: ops.RollbackRequest, request: Request, who: Admin) -> ops.PolicyView:
     """Apply an earlier revision again, as a new revision."""
-    return ops.rollback(controller_of(request).store, actor_of(who), body)
+    return controller_of(request).policy.rollback(actor_of(who), body)
 
 
 @router.post("/policies/test", response_model=ops.PolicyDecision)
 def test(body: ops.PolicyTestRequest, request: Request, _: Reader) -> ops.PolicyDecision:
     """Would ``from`` reach ``to`` on ``port``? Which rule decides, and why."""
-    return ops.test(controller_of(request).store, body)
+    return controller_of(request).policy.test(body)
 
 
 @router.put("/nodes/{name}/attributes", response_model=Node)

@@ -15,7 +15,6 @@ from ztos.api.routes.monitoring import json_response, snapshots
 from ztos.controller import Controller, SecurityOverview
 from ztos.controller.metrics import metrics_view
 from ztos.controller.status import host_security
-from ztos.model import CertificateRecord
 from ztos.pki import Identity
 
 router = APIRouter(prefix="/api/v1", tags=["security"])
@@ -34,7 +33,7 @@ def security_status(request: Request, _: Annotated[Identity, Depends(requires(RE
 def overview(controller: Controller) -> SecurityOverview:
     base = controller.security_status()
     nodes = controller.list_nodes()
-    certificates = {record.serial: record for record in controller.store.list(CertificateRecord)}
+    certificates = {record.serial: record for record in controller.certificates()}
     seen = metrics_view(controller.status_board.metrics, nodes, history=False).nodes
     hosts = host_security(nodes, certificates, {m.node: m for m in seen}, controller.clock())
     return SecurityOverview(**base.model_dump(), hosts=hosts)

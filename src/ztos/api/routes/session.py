@@ -38,8 +38,7 @@ from ztos.api.auth import (
     requires,
     session_claims,
 )
-from ztos.audit import AuditDraft
-from ztos.controller import Controller, actor_of
+from ztos.controller import actor_of
 from ztos.errors import InvalidInput, ZtosError
 from ztos.model import Role
 from ztos.pki import Identity
@@ -80,13 +79,8 @@ class ExchangeRequest(BaseModel):
     code: str = Field(min_length=1, max_length=128)
 
 
-def record(controller: Controller, actor: str, action: str, target: str, outcome: str, detail: str) -> None:
-    with controller.store.transaction() as tx:
-        tx.audit(AuditDraft(actor, action, target, outcome, detail))
-
-
 def issue(request: Request, claims: SessionClaims, actor: str, detail: str) -> SessionToken:
-    record(controller_of(request), actor, "session.create", f"session:{claims.token_id}", "ok", detail)
+    controller_of(request).audit(actor, "session.create", f"session:{claims.token_id}", "ok", detail)
     token = auth_state(request).sessions.encode(claims)
     return SessionToken(token=token, expires_at=claims.expires_at, name=claims.name, role=claims.role)
 
@@ -130,7 +124,7 @@ def log_out(request: Request, who: Annotated[Identity, Depends(requires(ANYONE))
         raise InvalidInput("no bearer token on this request: there is no session to end")
     claims = session_claims(request, token)
     auth_state(request).sessions.log_out(claims)
-    record(controller_of(request), actor_of(who), "session.end", f"session:{claims.token_id}", "ok", "")
+    controller_of(request).audit(actor_of(who), "session.end", f"session:{claims.token_id}", "ok", "")
 
 
 @router.post("/login-code", response_model=LoginCodeCreated, status_code=201)
@@ -148,9 +142,7 @@ def create_login_code(
     )
     expires_at = datetime.fromtimestamp(expires, UTC)
     detail = f"one-time login code for a {body.role.value} session, expires {expires_at.isoformat()}"
-    record(
-        controller_of(request), actor_of(who), "session.login_code", f"role:{body.role.value}", "ok", detail
-    )
+    controller_of(request).audit(actor_of(who), "session.login_code", f"role:{body.role.value}", "ok", detail)
     return LoginCodeCreated(code=code, role=body.role, expires_at=expires_at)
 
 

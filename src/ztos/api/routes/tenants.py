@@ -27,52 +27,52 @@ class NodeRef(BaseModel):
 
 @router.get("/tenants", response_model=list[Tenant])
 def list_tenants(request: Request, _: Reader) -> list[Tenant]:
-    return sorted(controller_of(request).store.list(Tenant), key=lambda t: t.vni)
+    return controller_of(request).tenancy.tenants()
 
 
 @router.post("/tenants", response_model=Tenant, status_code=201)
 def create_tenant(body: ops.TenantRequest, request: Request, who: Admin) -> Tenant:
     """Create a tenant; VNI and IPv6 /64 are allocated when not given."""
-    return ops.create_tenant(controller_of(request).store, actor_of(who), body)
+    return controller_of(request).tenancy.create(actor_of(who), body)
 
 
 @router.delete("/tenants/{name}", status_code=204)
 def delete_tenant(name: Name, request: Request, who: Admin) -> None:
-    ops.delete_tenant(controller_of(request).store, actor_of(who), name)
+    controller_of(request).tenancy.delete(actor_of(who), name)
 
 
 @router.post("/tenants/{name}/attach", response_model=Tenant)
 def attach(name: Name, body: NodeRef, request: Request, who: Operator) -> Tenant:
     """Serve the tenant on a node: VXLAN, bridge and tenant namespace appear there."""
-    return ops.set_attachment(controller_of(request).store, actor_of(who), name, body.node, True)
+    return controller_of(request).tenancy.set_attachment(actor_of(who), name, body.node, True)
 
 
 @router.post("/tenants/{name}/detach", response_model=Tenant)
 def detach(name: Name, body: NodeRef, request: Request, who: Operator) -> Tenant:
     """Stop serving the tenant on a node; its workloads there are removed too."""
-    return ops.set_attachment(controller_of(request).store, actor_of(who), name, body.node, False)
+    return controller_of(request).tenancy.set_attachment(actor_of(who), name, body.node, False)
 
 
 @router.get("/workloads", response_model=list[Workload])
 def list_workloads(request: Request, _: Reader) -> list[Workload]:
-    return sorted(controller_of(request).store.list(Workload), key=lambda w: (w.tenant, w.name))
+    return controller_of(request).tenancy.workloads()
 
 
 @router.post("/workloads", response_model=Workload, status_code=201)
 def add_workload(body: ops.WorkloadRequest, request: Request, who: Operator) -> Workload:
     """Attach a workload to a tenant on a node; its addresses and MAC are allocated."""
-    return ops.add_workload(controller_of(request).store, actor_of(who), body)
+    return controller_of(request).tenancy.add_workload(actor_of(who), body)
 
 
 @router.delete("/workloads/{name}", status_code=204)
 def remove_workload(name: Name, request: Request, who: Operator) -> None:
-    ops.remove_workload(controller_of(request).store, actor_of(who), name)
+    controller_of(request).tenancy.remove_workload(actor_of(who), name)
 
 
 @router.post("/network/configure", response_model=Network)
 def configure(body: ops.NetworkConfigRequest, request: Request, who: Admin) -> Network:
     """BGP parameters: local AS, extra peers, EVPN on/off (``bgp: false`` = embedded mode)."""
-    return ops.configure_network(controller_of(request).store, actor_of(who), body)
+    return controller_of(request).tenancy.configure_network(actor_of(who), body)
 
 
 @router.get("/network/status", response_model=NetworkStatus)
