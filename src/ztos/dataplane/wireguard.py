@@ -433,7 +433,11 @@ class WireGuardGo:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                start_new_session=True,
+                # Its own process group, not its own session: a terminal's Ctrl-C to the
+                # agent leaves the data plane up, and the daemon stays in the agent's
+                # scheduling autogroup (a new session put it in its own, and it moved
+                # 0.70-0.93x the traffic of wireguard-go started by hand; bench/mesh.py).
+                process_group=0,
             )
         except OSError as exc:
             raise ToolError(f"cannot start {self.binary}: {exc.strerror or exc}") from exc
