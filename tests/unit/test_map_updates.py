@@ -130,3 +130,22 @@ def test_steps_record_who_is_concerned_and_unrelated_records_move_nothing(store:
     maps.directory()
     assert maps.concerns("h1", start.revision)
     assert maps.moved_between(start.revision, maps.revision) == frozenset({"h7"})
+
+
+def test_writes_that_concern_nobody_keep_the_history_reaching_back(store: SqliteStore) -> None:
+    maps = NodeMaps(store)
+    start = maps.directory()
+    for index in range(1500):  # more than the history holds, were each its own step
+        with store.transaction() as tx:
+            tx.put(
+                Token(
+                    id=f"token-{index:04}",
+                    secret_sha256="0" * 64,
+                    node_name="x",
+                    created_by="a",
+                    expires_at=T1,
+                )
+            )
+        maps.directory()
+    assert not maps.concerns("h1", start.revision), "the agent is not woken for 1,500 token writes"
+    assert maps.moved_between(start.revision, maps.revision) == frozenset()

@@ -32,7 +32,7 @@ from typing import Any
 
 from ztos import netmap
 from ztos.controller import policies
-from ztos.controller.audience import EVERYONE, Audience, affected, endpoint_neighbours
+from ztos.controller.audience import EVERYONE, NOBODY, Audience, affected, endpoint_neighbours
 from ztos.directory import Change, Store
 from ztos.errors import NotFound
 from ztos.model import (
@@ -435,18 +435,32 @@ class NodeMaps:
         changes = self._read_feed(before.revision)
         if changes is None:  # too far behind (or the feed was pruned): read it whole
             self._current = read_directory(self.store)
-            self._steps.append(Step(before.revision, self._current.revision, EVERYONE, None))
+            self._record(Step(before.revision, self._current.revision, EVERYONE, None))
             return True
         if not changes:
             return False
         after = advanced(before, changes, lambda rev: self.store.get(PolicyRevision, rev))
         audience = affected(before, after, changes)
-        self._steps.append(
-            Step(before.revision, after.revision, audience, moved_peers(before, after, changes))
-        )
+        self._record(Step(before.revision, after.revision, audience, moved_peers(before, after, changes)))
         self._current = after
         log.debug("directory %d -> %d concerns %s", before.revision, after.revision, audience.describe())
         return True
+
+    def _record(self, step: Step) -> None:
+        """Remember a step; consecutive steps that concern nobody (last-seen ticks, tokens,
+        DNS) are one, so the history reaches back over time, not over write volume."""
+        last = self._steps[-1] if self._steps else None
+        idle = step.audience == NOBODY and step.moved == frozenset()
+        if (
+            idle
+            and last is not None
+            and last.until == step.since
+            and last.audience == NOBODY
+            and last.moved == frozenset()
+        ):
+            self._steps[-1] = replace(last, until=step.until)
+        else:
+            self._steps.append(step)
 
     def _read_feed(self, since: int) -> list[Change] | None:
         changes: list[Change] = []
