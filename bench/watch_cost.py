@@ -87,7 +87,7 @@ async def legacy_watch(
         while True:
             stats.reads += 1
             changes = await run_in_threadpool(controller.changes, since)
-            shown = [out for change in changes if (out := visible(change, who.role)) is not None]
+            shown = [out for change in changes if (out := visible(change)) is not None]
             if changes:
                 since = changes[-1].rev
             if shown or time.monotonic() >= deadline:

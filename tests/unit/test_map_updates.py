@@ -7,6 +7,7 @@ and what it builds from that is checked against the controller's digest
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ztos import addressing, netmap
+from ztos.api.wakeups import NodeWakeups
 from ztos.controller.nodemaps import NodeMaps, node_map
 from ztos.directory.sqlite import SqliteStore
 from ztos.keys import generate_wg_keypair
@@ -149,3 +151,36 @@ def test_writes_that_concern_nobody_keep_the_history_reaching_back(store: Sqlite
         maps.directory()
     assert not maps.concerns("h1", start.revision), "the agent is not woken for 1,500 token writes"
     assert maps.moved_between(start.revision, maps.revision) == frozenset()
+
+
+def test_a_commit_resumes_only_the_node_watchers_it_concerns(store: SqliteStore) -> None:
+    """``api.wakeups``: 40 sleeping node watchers, one host's note changes: one resumes."""
+    maps = NodeMaps(store)
+    wakeups = NodeWakeups(maps, store.change_signal())
+
+    async def scenario() -> dict[str, float]:
+        await wakeups.caught_up()
+        since = maps.revision
+        loop = asyncio.get_running_loop()
+
+        async def sleeper(name: str) -> float:
+            start = loop.time()
+            await wakeups.wait(name, since, timeout=3.0)
+            return loop.time() - start
+
+        tasks = {f"h{i}": asyncio.create_task(sleeper(f"h{i}")) for i in range(1, HOSTS + 1)}
+        for _ in range(200):  # until all are asleep (bounded: 200 turns of the loop)
+            if wakeups.waiting == HOSTS:
+                break
+            await asyncio.sleep(0.01)
+        assert wakeups.waiting == HOSTS
+        with store.transaction() as tx:
+            h7 = tx.get(Node, "h7")
+            assert h7 is not None
+            tx.put(h7.model_copy(update={"attributes": {"admin.note": "rack 4"}}))
+        return {name: await task for name, task in tasks.items()}
+
+    slept = asyncio.run(scenario())
+    assert slept.pop("h7") < 1.0, "the host concerned is woken at once"
+    assert min(slept.values()) >= 2.9, "no other watcher is resumed before its timeout"
+    assert wakeups.woken == 1

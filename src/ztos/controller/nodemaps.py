@@ -478,6 +478,13 @@ class NodeMaps:
         steps = self._steps_after(since)
         return steps is None or any(s.audience.includes(name) for s in steps)
 
+    def audience_since(self, since: int) -> Audience:
+        """Everyone the steps after ``since`` concern (everyone, when that cannot be told)."""
+        steps = self._steps_after(since)
+        if steps is None or any(s.audience.everyone for s in steps):
+            return EVERYONE
+        return Audience(frozenset().union(*(s.audience.nodes for s in steps)))
+
     def moved_between(self, since: int, until: int) -> frozenset[str] | None:
         """The nodes whose peer entries may differ between revisions ``since`` and ``until``,
         or None when more than peer entries may differ or that cannot be told."""

@@ -147,7 +147,8 @@ def prometheus(request: Request) -> Response:
     body = snapshots(request).get(
         "prometheus", lambda: render_prometheus(current_view(controller, history=False))
     )
-    return Response(body + watch_stats(request.app).prometheus(), media_type=PROMETHEUS_CONTENT_TYPE)
+    wakeups = getattr(request.app.state, "node_wakeups", None)
+    return Response(body + watch_stats(request.app).prometheus(wakeups), media_type=PROMETHEUS_CONTENT_TYPE)
 
 
 @router.get("/api/v1/monitoring/metrics", response_model=MetricsView)

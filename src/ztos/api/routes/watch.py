@@ -15,9 +15,11 @@ the feed, and a posture flap on one host does not send every agent to fetch
 its map. People's watchers (dashboards) read the feed itself; token secrets'
 hashes are never sent to anyone.
 
-Between reads a watcher sleeps on the directory's ``ChangeSignal``
-(``ztos.directory.signal``): a commit wakes it at once, whichever controller
-process made it, and an idle watcher costs no reads at all.
+Between reads a person's watcher sleeps on the directory's ``ChangeSignal``
+(``ztos.directory.signal``) and a node's on ``ztos.api.wakeups``, which wakes
+it only for a step that concerns it: a commit wakes the watchers concerned at
+once, whichever controller process made it, and an idle watcher costs no reads
+at all.
 "Last seen" ticks (``nodeseen``) wake nobody: every agent writes one a minute,
 which would keep every dashboard's long-poll returning; readers fetch them.
 """
@@ -25,6 +27,7 @@ which would keep every dashboard's long-poll returning; readers fetch them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,8 +38,9 @@ from starlette.types import Receive
 
 from ztos.api.auth import ANYONE, controller_of, requires
 from ztos.api.limits import MAX_STORED_INT
+from ztos.api.wakeups import NodeWakeups
 from ztos.controller import Controller
-from ztos.directory import Change, ChangeSignal
+from ztos.directory import Change
 from ztos.model import Role
 from ztos.pki import Identity
 
@@ -76,7 +80,8 @@ class WatchStats:
     open: int = 0
     reads: int = 0
 
-    def prometheus(self) -> bytes:
+    def prometheus(self, wakeups: NodeWakeups | None = None) -> bytes:
+        woken = 0 if wakeups is None else wakeups.woken
         return (
             "# HELP ztos_controller_watches Long-polls of /api/v1/watch open in this controller process.\n"
             "# TYPE ztos_controller_watches gauge\n"
@@ -84,6 +89,9 @@ class WatchStats:
             "# HELP ztos_controller_watch_reads_total Change-feed reads made by those long-polls.\n"
             "# TYPE ztos_controller_watch_reads_total counter\n"
             f"ztos_controller_watch_reads_total {self.reads}\n"
+            "# HELP ztos_controller_node_wakeups_total Node long-polls woken by a change to their map.\n"
+            "# TYPE ztos_controller_node_wakeups_total counter\n"
+            f"ztos_controller_node_wakeups_total {woken}\n"
         ).encode()
 
 
@@ -108,15 +116,21 @@ async def until_disconnected(receive: Receive) -> None:
     await asyncio.get_running_loop().create_future()  # never resolved; cancelled with the watch
 
 
-async def sleep_until_change(
-    signal: ChangeSignal, since: int, timeout: float, hangup: asyncio.Future[None]
-) -> None:
-    """Wait for a revision past ``since``, the timeout, shutdown or the client leaving."""
-    woken: asyncio.Future[Any] = asyncio.ensure_future(signal.wait_for_revision(since, timeout))
+async def first_of(waiting: Awaitable[Any], hangup: asyncio.Future[None]) -> None:
+    """Wait for ``waiting`` or the client leaving, whichever comes first."""
+    woken: asyncio.Future[Any] = asyncio.ensure_future(waiting)
     try:
         await asyncio.wait({woken, hangup}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         woken.cancel()
+
+
+def node_wakeups(app: Any, controller: Controller) -> NodeWakeups:
+    """This process's node wake-ups, made on first use (the app's state is per process)."""
+    wakeups: NodeWakeups | None = getattr(app.state, "node_wakeups", None)
+    if wakeups is None:
+        wakeups = app.state.node_wakeups = NodeWakeups(controller.node_maps, controller.change_signal())
+    return wakeups
 
 
 @router.get("/watch", response_model=WatchResult)
@@ -126,52 +140,62 @@ async def watch(
     since: Annotated[int, Query(ge=0, le=MAX_STORED_INT)] = 0,
     timeout: Annotated[float, Query(ge=0, le=60)] = 25.0,
 ) -> WatchResult:
-    """Wait for something the caller may see; while there is nothing, sleep on the change signal.
-
-    Returns early, with what it has, when the controller shuts down; a caller
-    that hung up gets no further reads.
+    """Wait for something the caller may see: a node, for a change of its own map; people,
+    for the feed's changes. Returns early, with what it has, when the controller shuts
+    down; a caller that hung up gets no further reads.
     """
     controller, stats = controller_of(request), watch_stats(request.app)
-    look = _node_look if who.role is Role.NODE else _feed_look
-    signal = controller.change_signal()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = asyncio.get_running_loop().time() + timeout
     hangup = asyncio.ensure_future(until_disconnected(request.receive))
     stats.open += 1
     try:
-        while True:
-            stats.reads += 1
-            since, shown = await look(controller, who.name, since, signal.revision)
-            if shown or loop.time() >= deadline or signal.closed or hangup.done():
-                return WatchResult(revision=since, changes=shown)
-            await sleep_until_change(signal, since, deadline - loop.time(), hangup)
-            if hangup.done():
-                return WatchResult(revision=since, changes=[])
+        if who.role is Role.NODE:
+            wakeups = node_wakeups(request.app, controller)
+            return await watch_node(wakeups, who.name, since, deadline, hangup, stats)
+        return await watch_feed(controller, since, deadline, hangup, stats)
     finally:
         stats.open -= 1
         hangup.cancel()
 
 
-async def _feed_look(
-    controller: Controller, name: str, since: int, known: int
-) -> tuple[int, list[ChangeOut]]:
+async def watch_node(
+    wakeups: NodeWakeups,
+    name: str,
+    since: int,
+    deadline: float,
+    hangup: asyncio.Future[None],
+    stats: WatchStats,
+) -> WatchResult:
+    """One ``map`` change naming the node once a step after ``since`` concerns it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        stats.reads += 1
+        await wakeups.caught_up()
+        revision = max(since, wakeups.maps.revision)
+        if wakeups.due(name, since):
+            return WatchResult(
+                revision=revision,
+                changes=[ChangeOut(rev=revision, kind="map", key=name, op="put", data=None)],
+            )
+        since = revision
+        if loop.time() >= deadline or wakeups.signal.closed or hangup.done():
+            return WatchResult(revision=since, changes=[])
+        await first_of(wakeups.wait(name, since, deadline - loop.time()), hangup)
+
+
+async def watch_feed(
+    controller: Controller, since: int, deadline: float, hangup: asyncio.Future[None], stats: WatchStats
+) -> WatchResult:
     """People: the feed's changes after ``since``, each as they may see it; invisible ones
     only advance the revision (they are skipped, not waited on again)."""
-    changes = await run_in_threadpool(controller.changes, since)
-    if not changes:
-        return since, []
-    return changes[-1].rev, [out for change in changes if (out := visible(change)) is not None]
-
-
-async def _node_look(
-    controller: Controller, name: str, since: int, known: int
-) -> tuple[int, list[ChangeOut]]:
-    """A node: one ``map`` change when a step after ``since`` concerns it. The process's
-    node maps move forward once per revision, whoever asks first; the others read nothing."""
-    maps = controller.node_maps
-    if maps.revision < known:
-        await run_in_threadpool(maps.refresh, known)
-    revision = max(since, maps.revision)
-    if revision > since and maps.concerns(name, since):
-        return revision, [ChangeOut(rev=revision, kind="map", key=name, op="put", data=None)]
-    return revision, []
+    loop, signal = asyncio.get_running_loop(), controller.change_signal()
+    while True:
+        stats.reads += 1
+        changes = await run_in_threadpool(controller.changes, since)
+        shown = [out for change in changes if (out := visible(change)) is not None]
+        if changes:
+            since = changes[-1].rev
+        if shown or loop.time() >= deadline or signal.closed or hangup.done():
+            return WatchResult(revision=since, changes=shown)
+        if not changes:
+            await first_of(signal.wait_for_revision(since, deadline - loop.time()), hangup)
