@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,27 @@ def test_a_commit_resumes_only_the_node_watchers_it_concerns(store: SqliteStore)
     assert slept.pop("h7") < 1.0, "the host concerned is woken at once"
     assert min(slept.values()) >= 2.9, "no other watcher is resumed before its timeout"
     assert wakeups.woken == 1
+
+
+def test_a_commit_during_the_first_read_makes_the_next_step_concern_everyone(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole read sees the commit already, so comparing it with the next step would
+    find nothing: that step wakes everyone instead of no one."""
+    maps, listed = NodeMaps(store), store.list
+    first = store.revision()
+
+    def list_and_commit(cls: type[Any]) -> list[Any]:
+        if cls is Node and store.revision() == first:
+            with store.transaction() as tx:
+                h7 = tx.get(Node, "h7")
+                assert h7 is not None
+                tx.put(h7.model_copy(update={"observed_endpoint": "198.51.100.7:51820"}))
+        return listed(cls)
+
+    monkeypatch.setattr(store, "list", list_and_commit)
+    maps.directory()  # read at the first revision, holding the commit's record already
+    maps.directory()  # the step over that commit
+    assert maps.revision == first + 1
+    assert maps.concerns("h1", first), "h1 holds h7's old endpoint if it read at the first revision"
+    assert maps.moved_between(first, maps.revision) is None

@@ -407,6 +407,7 @@ class NodeMaps:
         self._current: Directory | None = None
         self._steps: deque[Step] = deque(maxlen=AUDIENCE_HISTORY)
         self._known_since: int | None = None  # steps are known from this revision on
+        self._whole_read_unchecked = False
 
     @property
     def revision(self) -> int:
@@ -422,7 +423,7 @@ class NodeMaps:
         that finds it there already reads nothing."""
         with self._lock:
             if self._current is None:
-                self._current = read_directory(self.store)
+                self._current = self._read_whole()
                 self._known_since = self._current.revision
             while self._current.revision < target and self._step():
                 pass
@@ -434,17 +435,27 @@ class NodeMaps:
         before = self._current
         changes = self._read_feed(before.revision)
         if changes is None:  # too far behind (or the feed was pruned): read it whole
-            self._current = read_directory(self.store)
+            self._current = self._read_whole()
             self._record(Step(before.revision, self._current.revision, EVERYONE, None))
             return True
         if not changes:
             return False
         after = advanced(before, changes, lambda rev: self.store.get(PolicyRevision, rev))
-        audience = affected(before, after, changes)
-        self._record(Step(before.revision, after.revision, audience, moved_peers(before, after, changes)))
+        audience, moved = affected(before, after, changes), moved_peers(before, after, changes)
+        if self._whole_read_unchecked:  # ``before`` may already hold some of these changes
+            audience, moved, self._whole_read_unchecked = EVERYONE, None, False
+        self._record(Step(before.revision, after.revision, audience, moved))
         self._current = after
         log.debug("directory %d -> %d concerns %s", before.revision, after.revision, audience.describe())
         return True
+
+    def _read_whole(self) -> Directory:
+        """The directory read record by record. Its revision is read first, so when a
+        commit landed meanwhile its records may be in it already: then the step after it
+        cannot be judged by comparing the two and concerns everyone."""
+        directory = read_directory(self.store)
+        self._whole_read_unchecked = self.store.revision() != directory.revision
+        return directory
 
     def _record(self, step: Step) -> None:
         """Remember a step; consecutive steps that concern nobody (last-seen ticks, tokens,
