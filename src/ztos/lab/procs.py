@@ -16,9 +16,11 @@ through the data plane's adapter, ``ztos.dataplane.links``.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -29,6 +31,7 @@ NETNS_DIR = Path("/run/netns")
 PROC = Path("/proc")
 TCP_LISTEN = "0A"
 POLL_INTERVAL = 0.05
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def netns_argv(argv: list[str], netns: str | None) -> list[str]:
@@ -176,18 +179,33 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
     return left
 
 
-def listening(pid: int, port: int) -> bool:
-    """Whether a TCP socket listens on ``port`` in ``pid``'s network namespace."""
-    return any(_listens(PROC / str(pid) / "net" / table, port) for table in ("tcp6", "tcp"))
+def listening(pid: int, port: int, address: IPAddress | None = None) -> bool:
+    """Whether a TCP socket listens on ``port`` (on ``address``, when given) in ``pid``'s
+    network namespace: several lab controllers share one namespace and one port."""
+    tables = ("tcp6", "tcp") if address is None else ("tcp6" if address.version == 6 else "tcp",)
+    return any(_listens(PROC / str(pid) / "net" / table, port, address) for table in tables)
 
 
-def _listens(table: Path, port: int) -> bool:
+def _listens(table: Path, port: int, address: IPAddress | None) -> bool:
     try:
         rows = table.read_text().splitlines()[1:]
     except OSError:
         return False
-    wanted = f":{port:04X}"
-    return any(f[1].endswith(wanted) and f[3] == TCP_LISTEN for f in (r.split() for r in rows))
+    for fields in (row.split() for row in rows):
+        local, _, local_port = fields[1].partition(":")
+        if int(local_port, 16) != port or fields[3] != TCP_LISTEN:
+            continue
+        if address is None or proc_net_address(local) == address:
+            return True
+    return False
+
+
+def proc_net_address(hex_address: str) -> IPAddress:
+    """An address as ``/proc/net/tcp{,6}`` prints it: 32-bit words in host byte order."""
+    raw = bytes.fromhex(hex_address)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(raw)
 
 
 def _pids() -> list[int]:
