@@ -30,6 +30,7 @@ from ztos.errors import ToolError
 NETNS_DIR = Path("/run/netns")
 PROC = Path("/proc")
 TCP_LISTEN = "0A"
+TCP_ESTABLISHED = "01"
 POLL_INTERVAL = 0.05
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -196,6 +197,25 @@ def _listens(table: Path, port: int, address: IPAddress | None) -> bool:
         if int(local_port, 16) != port or fields[3] != TCP_LISTEN:
             continue
         if address is None or proc_net_address(local) == address:
+            return True
+    return False
+
+
+def connected(pid: int, address: IPAddress, port: int) -> bool:
+    """Whether ``pid``'s network namespace has an established TCP connection to
+    ``address``:``port`` (which controller a lab host's agent talks to)."""
+    table = PROC / str(pid) / "net" / ("tcp6" if address.version == 6 else "tcp")
+    try:
+        rows = table.read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for fields in (row.split() for row in rows):
+        remote, _, remote_port = fields[2].partition(":")
+        if (
+            fields[3] == TCP_ESTABLISHED
+            and int(remote_port, 16) == port
+            and proc_net_address(remote) == address
+        ):
             return True
     return False
 
