@@ -97,41 +97,43 @@ def overlay_v4(host: LabHost) -> str:
     return address
 
 
-def slowest(returned: float, seen: list[float | None]) -> float:
-    """Seconds from the call's return to the last host (0 if all were there already)."""
-    if any(at is None for at in seen):
-        return float("inf")
-    return max(0.0, max(at for at in seen if at is not None) - returned)
+Delays = dict[str, float]  # host -> seconds from the call's return (0: there already; inf: never)
+
+
+def delays(returned: float, seen: dict[str, float | None]) -> Delays:
+    return {h: float("inf") if at is None else max(0.0, at - returned) for h, at in seen.items()}
 
 
 # --- the three changes ----------------------------------------------------------------------------
 
 
-def try_policy(bench: Bench, n: int) -> float:
+def try_policy(bench: Bench, n: int) -> Delays:
     name = f"zhe-{n}-{secrets.token_hex(2)}"
     hosts = [bench.host(h) for h in ("h1", "h2", "h3")]
-    watching = [probes.Probe(lambda h=h: name in probes.rule_names(h), INTERVAL + 5) for h in hosts]
+    watching = {h.name: probes.Probe(lambda h=h: name in probes.rule_names(h), INTERVAL + 5) for h in hosts}
     _, returned, _ = bench.apply(NEW_RULE.format(name=name, port=8000 + n))
-    return slowest(returned, [p.wait() for p in watching])
+    return delays(returned, {h: p.wait() for h, p in watching.items()})
 
 
-def try_unhealthy(bench: Bench) -> float:
+def try_unhealthy(bench: Bench) -> Delays:
     h3 = bench.host("h3")
-    flows = [probes.Flow(h3, overlay_v4(bench.host(t)), WEB_PORT, INTERVAL + 5) for t in ("h1", "h2")]
+    flows = {t: probes.Flow(h3, overlay_v4(bench.host(t)), WEB_PORT, INTERVAL + 5) for t in ("h1", "h2")}
     try:
         _, returned, _ = bench.set_healthy("h3", "false")
-        cuts = [flow.cut_at() for flow in flows]
+        cuts = {t: flow.cut_at() for t, flow in flows.items()}
     finally:
-        for flow in flows:
+        for flow in flows.values():
             flow.close()
         bench.set_healthy("h3", "true")
     for target in ("h1", "h2"):
         address = overlay_v4(bench.host(target))
         wait_for(lambda a=address: probes.connects(h3, a, WEB_PORT), 30, f"h3 admitted to {target} again")
-    return slowest(returned, cuts)
+    return delays(returned, cuts)
 
 
-def try_revoke(bench: Bench) -> float:
+def try_revoke(bench: Bench) -> Delays:
+    """On a host added for the try; its agent is stopped afterwards, so every try runs
+    with the same three active agents (its wireguard-go stays, idle)."""
     victim = runner.add_host(bench.lab.name)
     bench.lab = bench.lab.with_node_count(victim.index)
     wait_for(victim.enrolment.exists, 60, f"{victim.name} enrolled")
@@ -140,12 +142,18 @@ def try_revoke(bench: Bench) -> float:
     key = json.loads(victim.enrolment.read_text())["node"]["wg_public_key"]
     peers = [bench.host(h) for h in ("h1", "h2")]
     wait_for(lambda: all(key in probes.peer_keys(h) for h in peers), 60, f"{victim.name} a peer of h1, h2")
-    watching = [probes.Probe(lambda h=h: key not in probes.peer_keys(h), INTERVAL + 5) for h in peers]
+    watching = {h.name: probes.Probe(lambda h=h: key not in probes.peer_keys(h), INTERVAL + 5) for h in peers}
     _, returned, _ = bench.api.call("POST", f"/api/v1/nodes/{victim.name}/revoke", {"reason": "bench"})
-    return slowest(returned, [p.wait() for p in watching])
+    found = delays(returned, {h: p.wait() for h, p in watching.items()})
+    runner.kill_agent(bench.lab.name, victim.name)
+    return found
 
 
 # --- baselines and the run -----------------------------------------------------------------------------
+
+
+def shown(found: Delays) -> str:
+    return ", ".join(f"{h} {t * 1000:.0f}" for h, t in found.items()) + " ms"
 
 
 def baselines(bench: Bench) -> dict[str, float]:
@@ -175,10 +183,13 @@ def setup(lab: LabTopology) -> tuple[Bench, list[probes.EchoServer]]:
     return bench, servers
 
 
-def figures(samples: list[float], base: dict[str, float]) -> dict[str, Any]:
+def figures(tries: list[Delays], base: dict[str, float]) -> dict[str, Any]:
+    """Per try, the slowest affected host: p50 and max over the tries."""
+    samples = [max(d.values()) for d in tries]
     p50, worst = statistics.median(samples), max(samples)
     return {
         "samples_s": [round(s, 4) for s in samples],
+        "per_host_s": [{h: round(t, 4) for h, t in d.items()} for d in tries],
         "p50_s": p50,
         "max_s": worst,
         "p50_per_api_round_trip": p50 / base["api_node_list_p50_s"],
@@ -203,9 +214,7 @@ def run(tries: int) -> dict[str, Any]:
             samples["policy apply"].append(try_policy(bench, n))
             samples["set-attr healthy=false"].append(try_unhealthy(bench))
             samples["node revoke"].append(try_revoke(bench))
-            log(
-                f"try {n + 1}/{tries}: " + ", ".join(f"{k} {v[-1] * 1000:.0f} ms" for k, v in samples.items())
-            )
+            log(f"try {n + 1}/{tries}: " + "; ".join(f"{k} {shown(v[-1])}" for k, v in samples.items()))
         return {"baselines": base, "changes": {k: figures(v, base) for k, v in samples.items()}}
     finally:
         for server in servers:
