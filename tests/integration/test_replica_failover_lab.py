@@ -42,6 +42,7 @@ from ztos.lab.topology import LabTopology
 CLIENTS = 50
 RECONNECT_BOUND = 2.0  # the bound for agents to reach the other replica
 PING_GAP_BOUND = 1.0  # pings every 0.1 s: a pause longer than this is the data plane noticing
+STREAM_GAP_BOUND = 5.0  # a browser waits the stream's retry (2 s), then a tick comes within 1 s
 CALLS_BETWEEN = 120  # answered calls between the steps of the scenario
 LOAD = Path(__file__).with_name("failover_load.py")
 
@@ -237,6 +238,7 @@ def test_killing_either_replica_under_load_loses_nothing(lab: LabTopology) -> No
     check_no_duplicate_writes(seen)
     check_agents(lab, seen, kills)
     check_dashboard(seen, kills)
+    assert summary["stream_max_gap_s"] < STREAM_GAP_BOUND, summary
     assert summary["ping_max_gap_s"] < PING_GAP_BOUND, summary
 
 
