@@ -266,6 +266,13 @@ def summarise(seen: dict[str, Any], kills: list[Kill], replies: list[float]) -> 
         "writes": sum(c["marker"] is not None for c in calls),
         "in_flight_at_a_kill": len(flying),
         "in_flight_outcomes": sorted({c["outcome"] for c in flying}),
+        "in_flight_writes": sum(c["marker"] is not None for c in flying),
+        "in_flight_answered_by_the_other": sum(
+            any(u != k.replica for u, _ in c["statuses"]) for c in flying for k in kills if in_flight(c, [k])
+        ),
+        "duplicate_request_answers_applied": [
+            applied(c, seen["audit"]) for c in calls if c["outcome"] == "duplicate_request"
+        ],
         "5xx": sum(s >= 500 for c in calls for _, s in c["statuses"]),
         "agents_reconnected_after_s": [
             {h: round(t, 3) for h, t in sorted(k.reconnected.items())} for k in kills
