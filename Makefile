@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make demo   install everything, bring up a 4-host lab and verify it"
 	@echo "make test   install everything, run linters, type checks, layer contracts and all tests"
-	@echo "make bench  run every benchmark in bench/ (about 18 minutes)"
+	@echo "make bench  run every benchmark in bench/ (about 20 minutes)"
 	@echo "make web    rebuild the dashboard (web/ -> src/ztos/web/static) with npm"
 
 deps:
@@ -67,8 +67,8 @@ demo: venv
 	./scripts/demo.sh
 
 # Benchmarks print figures as ratios against baselines measured in the same run.
-# Not part of `make test`; the whole set takes about 18 minutes on 2 cores.
-BENCHES := enroll_watch mesh tenants policy dns_bench api_load watch_cost
+# Not part of `make test`; the whole set takes about 20 minutes on 2 cores.
+BENCHES := enroll_watch mesh tenants policy dns_bench api_load watch_cost enforcement
 
 bench: venv
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done

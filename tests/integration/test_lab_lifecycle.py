@@ -149,7 +149,7 @@ def test_a_failed_up_is_rolled_back_and_keeps_its_logs(
     lab_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failing = [sys.executable, "-c", "import sys; print('controller says no'); sys.exit(3)"]
-    monkeypatch.setattr(commands, "controller_argv", lambda topology: failing)
+    monkeypatch.setattr(commands, "controller_argv", lambda *_: failing)
     with pytest.raises(ToolError, match=r"controller says no.*rolled back"):
         lab.up(LabTopology(lab_name, 2))
     assert namespaces(lab_name) == set()

@@ -7,12 +7,13 @@ name and on one lab's patterns never matching another lab's objects.
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
 
 from ztos.errors import InvalidInput, NotFound
-from ztos.lab import commands, record
+from ztos.lab import commands, procs, record
 from ztos.lab import topology as topo
 from ztos.lab.topology import LabTopology, netns_prefix, wg_interface_re
 
@@ -154,11 +155,89 @@ def test_agents_get_no_ztos_environment_and_admins_get_the_labs() -> None:
 
 def test_lab_record_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(topo, "STATE_ROOT", tmp_path)
-    saved = record.LabRecord("demo", 2, 1400, 2.0, controller_pid=10).with_agent("h1", 11)
+    saved = record.LabRecord("demo", 2, 1400, 2.0, controller_pids={1: 10}).with_agent("h1", 11)
     record.save(saved)
-    assert record.load("demo") == saved
+    assert record.load("demo") == saved and record.load("demo").controller_pid == 10
     assert record.load("demo").topology == LabTopology("demo", 2, 1400)
     assert record.load("demo").with_agent("h1", None).agent_pids == {}
     record.remove("demo")
     with pytest.raises(NotFound, match="is not up"):
         record.load("demo")
+
+
+def test_lab_record_keeps_the_dns_back_end_and_every_controller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(topo, "STATE_ROOT", tmp_path)
+    saved = record.LabRecord("demo", 3, 1500, 10.0, "bind", 2).with_controller(1, 10).with_controller(2, 20)
+    record.save(saved)
+    assert record.load("demo") == saved
+    assert record.load("demo").topology == LabTopology("demo", 3, 1500, "bind", 2)
+    assert record.load("demo").with_controller(1, None).controller_pids == {2: 20}
+
+
+def test_a_record_from_before_several_controllers_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(topo, "STATE_ROOT", tmp_path)
+    record.lab_file("demo").parent.mkdir(parents=True)
+    old = {"name": "demo", "node_count": 2, "underlay_mtu": 1500, "reconcile_interval": 2}
+    old["controller_pid"] = 7
+    record.lab_file("demo").write_text(json.dumps(old))
+    assert record.load("demo").controller_pids == {1: 7}
+    assert record.load("demo").topology == LabTopology("demo", 2)
+
+
+# --- several controllers over one directory ---------------------------------------------
+
+
+def test_controllers_have_their_own_addresses_below_the_hosts_and_one_log_each() -> None:
+    lab = LabTopology("demo", 4, controller_count=2)
+    first, second = lab.controllers
+    prefix = lab.ipv6_prefix.network_address
+    assert (first.ipv6, second.ipv6) == (prefix + 1, prefix + 2)
+    assert (str(first.ipv4), str(second.ipv4)) == ("192.0.2.1", "192.0.2.2")
+    assert lab.controller_urls == (f"https://[{prefix + 1}]:8443", f"https://[{prefix + 2}]:8443")
+    assert lab.controller_url == first.url and lab.controller_log == first.log
+    assert (first.log.name, second.log.name) == ("controller.log", "controller2.log")
+    assert not {first.ipv6, second.ipv6} & {h.ipv6 for h in lab.hosts}
+    assert lab.with_node_count(5).controller_count == 2
+    with pytest.raises(InvalidInput, match="has controllers 1-2, not 3"):
+        lab.controller(3)
+
+
+@pytest.mark.parametrize("count", [0, 10])
+def test_controller_count_is_bounded(count: int) -> None:
+    with pytest.raises(InvalidInput, match=f"--controllers {count} must be between 1 and 9"):
+        LabTopology("demo", 2, controller_count=count)
+
+
+def test_every_controller_lists_every_url_and_only_the_first_serves_dns() -> None:
+    lab = LabTopology("demo", 2, controller_count=2)
+    first, second = (commands.controller_argv(lab, i) for i in (1, 2))
+    for argv, controller in ((first, lab.controller(1)), (second, lab.controller(2))):
+        assert argv[argv.index("--listen") + 1] == controller.listen
+        assert [argv[i + 1] for i, a in enumerate(argv) if a == "--url"] == list(lab.controller_urls)
+    assert "--dns-listen" in first and "--dns-listen" not in second
+    init = commands.init_argv(lab)
+    assert [init[i + 1] for i, a in enumerate(init) if a == "--controller-url"] == list(lab.controller_urls)
+    assert commands.is_controller(second, lab) and commands.is_controller(second, lab, 2)
+    assert not commands.is_controller(second, lab, 1)
+
+
+def test_with_several_controllers_the_admin_fails_over_through_its_config() -> None:
+    lab = LabTopology("demo", 1, controller_count=2)
+    assert "ZTOS_CONTROLLER" not in commands.admin_env(lab, {"ZTOS_CONTROLLER": "https://x"})
+    assert not any(a.startswith("ZTOS_CONTROLLER=") for a in commands.admin_hint(lab, ["ztos"]))
+
+
+def test_posture_timeout_follows_the_reconcile_interval() -> None:
+    assert commands.posture_timeout(2.0) == commands.POSTURE_TIMEOUT
+    assert commands.posture_timeout(10.0) == 30.0
+    argv = commands.controller_argv(LabTopology("demo", 1), 1, 10.0)
+    assert argv[argv.index("--posture-timeout") + 1] == "30"
+
+
+def test_listening_sockets_are_read_from_proc_net_in_host_byte_order() -> None:
+    assert str(procs.proc_net_address("0100007F")) == "127.0.0.1"
+    assert str(procs.proc_net_address("00000000000000000000000001000000")) == "::1"

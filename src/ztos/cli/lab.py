@@ -53,12 +53,22 @@ def up(
     dns: Annotated[
         str, typer.Option("--dns", help="The controller's DNS server: embedded or bind.")
     ] = "embedded",
+    controllers: Annotated[
+        int,
+        typer.Option(
+            "--controllers",
+            help="Controller replicas over the one directory (1-9), at underlay ::1, ::2, …; "
+            "every host's profile lists all their URLs and fails over between them. "
+            "Only controller 1 serves DNS.",
+        ),
+    ] = 1,
 ) -> None:
-    """Create the namespaces and underlay, start a controller and one agent per host."""
+    """Create the namespaces and underlay, start the controller(s) and one agent per host."""
     with _one_line_errors():
-        topology = lab.LabTopology(name, nodes, underlay_mtu, dns)
+        topology = lab.LabTopology(name, nodes, underlay_mtu, dns, controllers)
         lab.up(topology, reconcile_interval=reconcile_interval)
-        print(f"lab {name!r} up: {nodes} host(s) on {topology.ipv6_prefix}, MTU {underlay_mtu}")
+        replicas = f", {controllers} controllers" if controllers > 1 else ""
+        print(f"lab {name!r} up: {nodes} host(s){replicas} on {topology.ipv6_prefix}, MTU {underlay_mtu}")
         _print_next_steps(topology)
         if wait > 0:
             lab.wait_converged(name, wait)
@@ -175,10 +185,12 @@ def _family_result(result: PingResult) -> str:
 
 
 def _print_status(current: LabStatus) -> None:
-    controller = ", ".join(map(str, current.controller_pids)) or "not running"
-    listening = "listening" if current.controller_listening else "not listening"
     print(f"lab {current.name}: {current.node_count} host(s), underlay MTU {current.underlay_mtu}")
-    print(f"controller {current.controller_url} in {current.underlay_netns}: pid {controller}, {listening}")
+    for each in current.controllers:
+        pids = ", ".join(map(str, each.pids)) or "not running"
+        listening = "listening" if each.listening else "not listening"
+        name = "controller" if len(current.controllers) == 1 else f"controller {each.index}"
+        print(f"{name} {each.url} in {current.underlay_netns}: pid {pids}, {listening}")
     header = ["host", "netns", "underlay", "wireguard", "agent", "enrolled", "overlay IPv6", "IPv4"]
     _print_columns([header, *(_status_row(h) for h in current.hosts)])
     print(f"state and logs: {current.state_dir}")

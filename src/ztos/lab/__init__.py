@@ -14,6 +14,7 @@ is the adapter for processes and ``/proc``, ``record`` keeps ``lab.json``.
 from __future__ import annotations
 
 from ztos.lab.checks import (
+    ControllerStatus,
     HostStatus,
     LabStatus,
     PingResult,
@@ -33,18 +34,21 @@ from ztos.lab.runner import (
     controller_pids,
     down,
     kill_agent,
+    kill_controller,
     run_admin,
     start_agent,
     start_controller,
     stop_controller,
     up,
 )
-from ztos.lab.topology import DEFAULT_LAB, DEFAULT_MTU, LabHost, LabTopology
+from ztos.lab.topology import DEFAULT_LAB, DEFAULT_MTU, LabController, LabHost, LabTopology
 
 __all__ = [
     "DEFAULT_LAB",
     "DEFAULT_MTU",
+    "ControllerStatus",
     "HostStatus",
+    "LabController",
     "LabHost",
     "LabRecord",
     "LabStatus",
@@ -58,6 +62,7 @@ __all__ = [
     "describe_failures",
     "down",
     "kill_agent",
+    "kill_controller",
     "load",
     "overlay_addresses",
     "run_admin",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ztos.errors import Unreachable
 from ztos.lab import procs, record, runner
-from ztos.lab.topology import LabHost, LabTopology
+from ztos.lab.topology import LabController, LabHost, LabTopology
 
 PING_ATTEMPTS = 3
 RETRY_PAUSE = 0.2
@@ -80,16 +80,26 @@ class HostStatus:
 
 
 @dataclass(frozen=True)
+class ControllerStatus:
+    index: int
+    url: str
+    pids: tuple[int, ...]
+    listening: bool
+    log: str
+
+
+@dataclass(frozen=True)
 class LabStatus:
     name: str
     node_count: int
     underlay_mtu: int
     underlay_netns: str
-    controller_url: str
-    controller_pids: tuple[int, ...]
-    controller_listening: bool
+    controller_url: str  # controller 1's
+    controller_pids: tuple[int, ...]  # every controller's
+    controller_listening: bool  # every controller listens
     state_dir: str
     hosts: tuple[HostStatus, ...]
+    controllers: tuple[ControllerStatus, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -102,17 +112,29 @@ class LabStatus:
 def status(lab: str) -> LabStatus:
     """Where every part of a running lab stands (controller, agents, enrolment)."""
     topology = record.load(lab).topology
-    controllers = runner.controller_pids(topology)
+    controllers = tuple(_controller_status(topology, c) for c in topology.controllers)
     return LabStatus(
         name=topology.name,
         node_count=topology.node_count,
         underlay_mtu=topology.underlay_mtu,
         underlay_netns=topology.underlay_netns,
         controller_url=topology.controller_url,
-        controller_pids=tuple(sorted(controllers)),
-        controller_listening=any(procs.listening(p, topology.controller_port) for p in controllers),
+        controller_pids=tuple(sorted(pid for c in controllers for pid in c.pids)),
+        controller_listening=all(c.listening for c in controllers),
         state_dir=str(topology.state_dir),
         hosts=tuple(_host_status(topology, host) for host in topology.hosts),
+        controllers=controllers,
+    )
+
+
+def _controller_status(topology: LabTopology, controller: LabController) -> ControllerStatus:
+    pids = tuple(sorted(runner.controller_pids(topology, controller.index)))
+    return ControllerStatus(
+        index=controller.index,
+        url=controller.url,
+        pids=pids,
+        listening=any(procs.listening(p, controller.port, controller.ipv6) for p in pids),
+        log=str(controller.log),
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from ztos.lab.topology import DNS_PORT, LabHost, LabTopology
 
 POSTURE_TIMEOUT = 6.0  # the lab's agents report every ~2 s: three missed passes and a margin
+MISSED_PASSES = 3  # a slower agent (``--reconcile-interval 10``) is silent that many intervals first
 TOKEN_TTL = "1h"  # noqa: S105 - a lifetime, not a secret
 
 
@@ -28,17 +29,22 @@ def ztos_argv() -> list[str]:
 
 
 def init_argv(topology: LabTopology) -> list[str]:
-    return [
-        *ztos_argv(),
-        "init",
-        "--db",
-        str(topology.controller_db),
-        "--controller-url",
-        topology.controller_url,
-    ]
+    urls = [arg for url in topology.controller_urls for arg in ("--controller-url", url)]
+    return [*ztos_argv(), "init", "--db", str(topology.controller_db), *urls]
 
 
-def controller_argv(topology: LabTopology) -> list[str]:
+def posture_timeout(reconcile_interval: float) -> float:
+    """Silence after which the lab's controllers mark a host non-compliant: agents report
+    once a pass, and an idle pass lasts the reconcile interval."""
+    return max(POSTURE_TIMEOUT, MISSED_PASSES * reconcile_interval)
+
+
+def controller_argv(topology: LabTopology, index: int = 1, reconcile_interval: float = 2.0) -> list[str]:
+    """Controller ``index``: its own address, every controller's URL for profiles, and
+    (controller 1 only) the network's DNS zone."""
+    controller = topology.controller(index)
+    urls = [arg for url in topology.controller_urls for arg in ("--url", url)]
+    dns = ["--dns-listen", f"[{controller.ipv6}]:{DNS_PORT}"] if index == 1 else []
     return [
         *ztos_argv(),
         "controller",
@@ -46,15 +52,15 @@ def controller_argv(topology: LabTopology) -> list[str]:
         "--db",
         str(topology.controller_db),
         "--listen",
-        topology.controller_listen,
+        controller.listen,
         "--san",
-        str(topology.controller_ipv6),
-        "--dns-listen",
-        f"[{topology.controller_ipv6}]:{DNS_PORT}",
+        str(controller.ipv6),
+        *urls,
+        *dns,
         "--dns-backend",
         topology.dns_backend,
         "--posture-timeout",
-        f"{POSTURE_TIMEOUT:g}",
+        f"{posture_timeout(reconcile_interval):g}",
     ]
 
 
@@ -93,10 +99,15 @@ def agent_argv(host: LabHost, reconcile_interval: float) -> list[str]:
 
 
 def admin_env(topology: LabTopology, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of admin CLI calls: the lab's admin identity and controller."""
+    """The environment of admin CLI calls: the lab's admin identity and controller.
+
+    With several controllers there is no ``ZTOS_CONTROLLER`` (it names one URL):
+    the admin's ``config.yaml`` lists them all, so the CLI fails over like an agent.
+    """
     env = _clean(os.environ if base is None else base)
     env["ZTOS_HOME"] = str(topology.admin_home)
-    env["ZTOS_CONTROLLER"] = topology.controller_url
+    if topology.controller_count == 1:
+        env["ZTOS_CONTROLLER"] = topology.controller_url
     return env
 
 
@@ -114,7 +125,7 @@ def admin_hint(topology: LabTopology, ztos: list[str], *args: str) -> list[str]:
         topology.underlay_netns,
         "env",
         f"ZTOS_HOME={topology.admin_home}",
-        f"ZTOS_CONTROLLER={topology.controller_url}",
+        *([f"ZTOS_CONTROLLER={topology.controller_url}"] if topology.controller_count == 1 else []),
         *ztos,
         *args,
     ]
@@ -123,11 +134,13 @@ def admin_hint(topology: LabTopology, ztos: list[str], *args: str) -> list[str]:
 # --- recognising the lab's processes by their command line ---------------------
 
 
-def is_controller(argv: list[str], topology: LabTopology) -> bool:
+def is_controller(argv: list[str], topology: LabTopology, index: int | None = None) -> bool:
+    """A controller of the lab (any, or the one listening where controller ``index`` does)."""
     return (
         _is_ztos(argv)
         and _has_sequence(argv, "controller", "serve")
         and _passes(argv, str(topology.controller_db))
+        and (index is None or _has_sequence(argv, "--listen", topology.controller(index).listen))
     )
 
 

@@ -16,9 +16,11 @@ through the data plane's adapter, ``ztos.dataplane.links``.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -28,7 +30,9 @@ from ztos.errors import ToolError
 NETNS_DIR = Path("/run/netns")
 PROC = Path("/proc")
 TCP_LISTEN = "0A"
+TCP_ESTABLISHED = "01"
 POLL_INTERVAL = 0.05
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def netns_argv(argv: list[str], netns: str | None) -> list[str]:
@@ -176,18 +180,52 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
     return left
 
 
-def listening(pid: int, port: int) -> bool:
-    """Whether a TCP socket listens on ``port`` in ``pid``'s network namespace."""
-    return any(_listens(PROC / str(pid) / "net" / table, port) for table in ("tcp6", "tcp"))
+def listening(pid: int, port: int, address: IPAddress | None = None) -> bool:
+    """Whether a TCP socket listens on ``port`` (on ``address``, when given) in ``pid``'s
+    network namespace: several lab controllers share one namespace and one port."""
+    tables = ("tcp6", "tcp") if address is None else ("tcp6" if address.version == 6 else "tcp",)
+    return any(_listens(PROC / str(pid) / "net" / table, port, address) for table in tables)
 
 
-def _listens(table: Path, port: int) -> bool:
+def _listens(table: Path, port: int, address: IPAddress | None) -> bool:
     try:
         rows = table.read_text().splitlines()[1:]
     except OSError:
         return False
-    wanted = f":{port:04X}"
-    return any(f[1].endswith(wanted) and f[3] == TCP_LISTEN for f in (r.split() for r in rows))
+    for fields in (row.split() for row in rows):
+        local, _, local_port = fields[1].partition(":")
+        if int(local_port, 16) != port or fields[3] != TCP_LISTEN:
+            continue
+        if address is None or proc_net_address(local) == address:
+            return True
+    return False
+
+
+def connected(pid: int, address: IPAddress, port: int) -> bool:
+    """Whether ``pid``'s network namespace has an established TCP connection to
+    ``address``:``port`` (which controller a lab host's agent talks to)."""
+    table = PROC / str(pid) / "net" / ("tcp6" if address.version == 6 else "tcp")
+    try:
+        rows = table.read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for fields in (row.split() for row in rows):
+        remote, _, remote_port = fields[2].partition(":")
+        if (
+            fields[3] == TCP_ESTABLISHED
+            and int(remote_port, 16) == port
+            and proc_net_address(remote) == address
+        ):
+            return True
+    return False
+
+
+def proc_net_address(hex_address: str) -> IPAddress:
+    """An address as ``/proc/net/tcp{,6}`` prints it: 32-bit words in host byte order."""
+    raw = bytes.fromhex(hex_address)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(raw)
 
 
 def _pids() -> list[int]:

@@ -1,8 +1,8 @@
 """``lab.json``: what a running lab remembers beyond what its name already says.
 
-The topology can be rebuilt from (name, node count, underlay MTU), so the file
-holds those plus what exists only at run time: process ids, when the lab came
-up and how the agents were started. Cleanup never depends on it (see
+The topology can be rebuilt from (name, node count, underlay MTU, DNS back
+end, controller count), so the file holds those plus what exists only at run
+time: process ids, when the lab came up and how the agents were started. Cleanup never depends on it (see
 ``topology``), status and the test helpers do. Written atomically (temp file +
 rename) so a crash never leaves half a record.
 """
@@ -26,13 +26,27 @@ class LabRecord:
     underlay_mtu: int
     reconcile_interval: float
     dns_backend: str = "embedded"
-    controller_pid: int | None = None
+    controller_count: int = 1
+    controller_pids: dict[int, int] = field(default_factory=dict)  # controller index -> pid
     agent_pids: dict[str, int] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
 
     @property
     def topology(self) -> LabTopology:
-        return LabTopology(self.name, self.node_count, self.underlay_mtu, self.dns_backend)
+        return LabTopology(
+            self.name, self.node_count, self.underlay_mtu, self.dns_backend, self.controller_count
+        )
+
+    @property
+    def controller_pid(self) -> int | None:
+        """Controller 1's pid (the only one unless the lab runs several)."""
+        return self.controller_pids.get(1)
+
+    def with_controller(self, index: int, pid: int | None) -> LabRecord:
+        pids = {k: v for k, v in self.controller_pids.items() if k != index}
+        if pid is not None:
+            pids[index] = pid
+        return replace(self, controller_pids=pids)
 
     def with_agent(self, host: str, pid: int | None) -> LabRecord:
         pids = {k: v for k, v in self.agent_pids.items() if k != host}
@@ -80,7 +94,9 @@ def _from_json(lab: str, path: Path, data: dict[str, Any]) -> LabRecord:
             node_count=int(data["node_count"]),
             underlay_mtu=int(data["underlay_mtu"]),
             reconcile_interval=float(data["reconcile_interval"]),
-            controller_pid=_optional_int(data.get("controller_pid")),
+            dns_backend=str(data.get("dns_backend", "embedded")),
+            controller_count=int(data.get("controller_count", 1)),
+            controller_pids=_controller_pids(data),
             agent_pids={str(k): int(v) for k, v in dict(data.get("agent_pids") or {}).items()},
             created_at=float(data.get("created_at", 0.0)),
         )
@@ -88,5 +104,9 @@ def _from_json(lab: str, path: Path, data: dict[str, Any]) -> LabRecord:
         raise InvalidInput(f"{path} is not a lab record ({exc}): run 'ztos lab down --name {lab}'") from exc
 
 
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _controller_pids(data: dict[str, Any]) -> dict[int, int]:
+    """``controller_pids``; a record written before several controllers has ``controller_pid``."""
+    if "controller_pids" in data:
+        return {int(k): int(v) for k, v in dict(data["controller_pids"] or {}).items()}
+    legacy = data.get("controller_pid")
+    return {} if legacy is None else {1: int(legacy)}

@@ -1,10 +1,11 @@
 """Build, grow and tear down a lab: the side-effecting half of ``ztos.lab``.
 
-``up`` turns a ``LabTopology`` into namespaces, a bridge, veths, a controller
-and one agent per host; ``down`` removes everything the naming scheme says
-could belong to the lab, whether or not ``up`` finished or ``lab.json``
-survived. Netlink work goes through ``ztos.dataplane.links`` and processes
-through ``ztos.lab.procs``, so this module only sequences them.
+``up`` turns a ``LabTopology`` into namespaces, a bridge, veths, its
+controllers (replicas over one directory) and one agent per host; ``down``
+removes everything the naming scheme says could belong to the lab, whether
+or not ``up`` finished or ``lab.json`` survived. Netlink work goes through
+``ztos.dataplane.links`` and processes through ``ztos.lab.procs``, so this
+module only sequences them.
 
 A failed ``up`` (or ``add_host``) is rolled back at once: a half-built lab is
 never left running. Its logs stay in the state directory for the post-mortem
@@ -17,6 +18,7 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ztos.dataplane import links
 from ztos.errors import Conflict, ToolError, ZtosError
@@ -24,6 +26,7 @@ from ztos.lab import commands, procs, record
 from ztos.lab.record import LabRecord
 from ztos.lab.topology import (
     WG_SOCKET_DIR,
+    LabController,
     LabHost,
     LabTopology,
     check_lab_name,
@@ -117,22 +120,38 @@ def add_host(lab: str) -> LabHost:
 # --- controller and agents (also test helpers) ---------------------------------------------
 
 
-def start_controller(lab: str) -> int:
-    """Start the lab's controller unless it runs; its pid once it listens."""
+def start_controller(lab: str, index: int = 1) -> int:
+    """Start the lab's controller ``index`` unless it runs; its pid once it listens."""
     current = record.load(lab)
     topology = current.topology
-    running = controller_pids(topology)
-    pid = min(running) if running else _spawn_controller(topology)
-    record.save(replace(current, controller_pid=pid))
+    running = controller_pids(topology, index)
+    pid = min(running) if running else _spawn_controller(topology, index, current.reconcile_interval)
+    record.save(current.with_controller(index, pid))
     return pid
 
 
-def stop_controller(lab: str) -> tuple[int, ...]:
-    """Stop the lab's controller (agents keep running); the pids stopped."""
+def stop_controller(lab: str, index: int | None = None) -> tuple[int, ...]:
+    """Stop the lab's controllers, or only controller ``index`` (agents keep running); the pids stopped."""
     current = record.load(lab)
-    stopped = procs.stop(controller_pids(current.topology), timeout=STOP_TIMEOUT)
-    record.save(replace(current, controller_pid=None))
+    stopped = procs.stop(controller_pids(current.topology, index), timeout=STOP_TIMEOUT)
+    indexes = [c.index for c in current.topology.controllers] if index is None else [index]
+    for each in indexes:
+        current = current.with_controller(each, None)
+    record.save(current)
     return tuple(sorted(stopped))
+
+
+def kill_controller(lab: str, index: int, sig: int = signal.SIGKILL) -> tuple[int, ...]:
+    """Signal controller ``index`` (by default ``kill -9``: a replica dying mid-request)
+    and wait until it is gone; the pids signalled."""
+    current = record.load(lab)
+    pids = controller_pids(current.topology, index)
+    for pid in pids:
+        procs.send(pid, sig)
+    if procs.wait_gone(pids, STOP_TIMEOUT):
+        raise ToolError(f"controller {index} of lab {lab!r} did not exit after signal {sig}")
+    record.save(current.with_controller(index, None))
+    return tuple(sorted(pids))
 
 
 def start_agent(lab: str, host_name: str) -> int:
@@ -164,8 +183,9 @@ def kill_agent(lab: str, host_name: str, sig: int = signal.SIGTERM) -> tuple[int
     return tuple(sorted(pids))
 
 
-def controller_pids(topology: LabTopology) -> set[int]:
-    return procs.pids_matching(lambda argv: commands.is_controller(argv, topology))
+def controller_pids(topology: LabTopology, index: int | None = None) -> set[int]:
+    """Pids of the lab's controllers, or of controller ``index`` only."""
+    return procs.pids_matching(lambda argv: commands.is_controller(argv, topology, index))
 
 
 def agent_pids(host: LabHost) -> set[int]:
@@ -192,11 +212,18 @@ def _build(topology: LabTopology, reconcile_interval: float) -> LabRecord:
         _build_host(topology, host)
     procs.run(commands.init_argv(topology), env=commands.admin_env(topology))
     current = LabRecord(
-        topology.name, topology.node_count, topology.underlay_mtu, reconcile_interval, topology.dns_backend
+        topology.name,
+        topology.node_count,
+        topology.underlay_mtu,
+        reconcile_interval,
+        topology.dns_backend,
+        topology.controller_count,
     )
     record.save(current)
-    current = replace(current, controller_pid=_spawn_controller(topology))
-    record.save(current)
+    for controller in topology.controllers:
+        pid = _spawn_controller(topology, controller.index, reconcile_interval)
+        current = current.with_controller(controller.index, pid)
+        record.save(current)
     for host in topology.hosts:
         _create_profile(topology, host)
     for host in topology.hosts:
@@ -210,8 +237,9 @@ def _build_underlay(topology: LabTopology) -> None:
     _create_quiet_netns(netns)
     links.create_bridge(topology.bridge, netns, up=False)
     links.set_link(topology.bridge, netns, mtu=topology.underlay_mtu, up=True)
-    links.add_address(topology.bridge, f"{topology.controller_ipv6}/64", netns)
-    links.add_address(topology.bridge, f"{topology.controller_ipv4}/24", netns)
+    for controller in topology.controllers:
+        links.add_address(topology.bridge, f"{controller.ipv6}/64", netns)
+        links.add_address(topology.bridge, f"{controller.ipv4}/24", netns)
 
 
 def _build_host(topology: LabTopology, host: LabHost) -> None:
@@ -246,24 +274,23 @@ def _create_profile(topology: LabTopology, host: LabHost) -> None:
     procs.run(commands.token_argv(host), topology.underlay_netns, commands.admin_env(topology))
 
 
-def _spawn_controller(topology: LabTopology) -> int:
-    argv = commands.controller_argv(topology)
-    pid = procs.spawn(argv, topology.underlay_netns, commands.admin_env(topology), topology.controller_log)
-    _wait_listening(topology, pid)
+def _spawn_controller(topology: LabTopology, index: int, reconcile_interval: float) -> int:
+    controller = topology.controller(index)
+    argv = commands.controller_argv(topology, index, reconcile_interval)
+    pid = procs.spawn(argv, topology.underlay_netns, commands.admin_env(topology), controller.log)
+    _wait_listening(controller, pid)
     return pid
 
 
-def _wait_listening(topology: LabTopology, pid: int) -> None:
+def _wait_listening(controller: LabController, pid: int) -> None:
     deadline = time.monotonic() + CONTROLLER_TIMEOUT
     while time.monotonic() < deadline:
         if not procs.alive(pid):
-            raise ToolError(f"controller exited: {_last_log_line(topology)}")
-        if procs.listening(pid, topology.controller_port):
+            raise ToolError(f"controller {controller.index} exited: {_last_log_line(controller.log)}")
+        if procs.listening(pid, controller.port, controller.ipv6):
             return
         time.sleep(POLL_INTERVAL)
-    raise ToolError(
-        f"controller did not listen on {topology.controller_listen} within {CONTROLLER_TIMEOUT:g}s"
-    )
+    raise ToolError(f"controller did not listen on {controller.listen} within {CONTROLLER_TIMEOUT:g}s")
 
 
 def _spawn_agent(host: LabHost, reconcile_interval: float) -> int:
@@ -271,13 +298,13 @@ def _spawn_agent(host: LabHost, reconcile_interval: float) -> int:
     return procs.spawn(argv, host.netns, commands.agent_env(), host.agent_log)
 
 
-def _last_log_line(topology: LabTopology) -> str:
+def _last_log_line(log: Path) -> str:
     try:
-        lines = topology.controller_log.read_text(errors="replace").splitlines()
+        lines = log.read_text(errors="replace").splitlines()
     except OSError:
-        return f"no log at {topology.controller_log}"
+        return f"no log at {log}"
     last = [line for line in lines if line.strip()]
-    return last[-1].strip() if last else f"empty log {topology.controller_log}"
+    return last[-1].strip() if last else f"empty log {log}"
 
 
 # --- tearing down ------------------------------------------------------------------------

@@ -27,12 +27,19 @@ Naming scheme (the one place it is written down; cleanup relies on it):
 * State, logs, the controller's directory and each host's profile and agent
   state live under ``/run/ztos-lab/LAB/`` (tmpfs: a reboot removes a lab too).
 * ZTOS node names are ``hN``: each lab runs its own controller and network.
+* Controllers: ``--controllers C`` (1-9) runs C ``ztos controller serve``
+  replicas over the one directory file, all in ``ztl-LAB-ul``; controller K
+  logs to ``controller.log`` (K = 1) or ``controllerK.log``. Every host's
+  profile and the admin's ``config.yaml`` list all their URLs.
 
 Underlay addressing (documentation ranges only, inside the lab's namespaces):
 IPv6 ``2001:db8:XXXX::/64`` with ``XXXX`` from a hash of the lab name (so logs of
-two labs are told apart), the controller at ``::1`` and host N at ``::1N`` read
-as digits (``::11``, ``::12``, …, ``::110`` for host 100); an IPv4 fallback
-``192.0.2.0/24`` on the same bridge, controller ``.1`` and host N ``.(10+N)``.
+two labs are told apart), controller K at ``::K`` (``::1``, ``::2``, …) and host
+N at ``::1N`` read as digits (``::11``, ``::12``, …, ``::110`` for host 100); an
+IPv4 fallback ``192.0.2.0/24`` on the same bridge, controller K ``.K`` and host
+N ``.(10+N)``. Each controller listens on its own address, port 8443; only
+controller 1 serves the network's DNS zone (on its address, port 53), because
+the embedded DNS server keeps its zone in its own process's memory.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ztos.errors import InvalidInput
@@ -56,6 +63,7 @@ DEFAULT_MTU = 1500
 MIN_MTU = 1280
 MAX_MTU = 9000
 MAX_HOSTS = 200
+MAX_CONTROLLERS = 9  # addresses ::1-::9 and .1-.9, below the hosts' ::11 and .11
 CONTROLLER_PORT = 8443
 BRIDGE = "br0"
 HOST_UNDERLAY_LINK = "eth0"
@@ -124,6 +132,25 @@ class LabHost:
 
 
 @dataclass(frozen=True)
+class LabController:
+    """One controller replica of the lab: where it listens and logs."""
+
+    index: int
+    ipv6: ipaddress.IPv6Address
+    ipv4: ipaddress.IPv4Address
+    port: int
+    log: Path
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.ipv6}]:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.listen}"
+
+
+@dataclass(frozen=True)
 class LabTopology:
     """A whole lab: the underlay namespace with bridge and controller, and the hosts."""
 
@@ -131,9 +158,14 @@ class LabTopology:
     node_count: int
     underlay_mtu: int = DEFAULT_MTU
     dns_backend: str = "embedded"  # the controller's DNS: "embedded" or "bind" (BIND 9)
+    controller_count: int = 1  # replicas of ``ztos controller serve`` over the one directory
 
     def __post_init__(self) -> None:
         check_lab_name(self.name)
+        if not 1 <= self.controller_count <= MAX_CONTROLLERS:
+            raise InvalidInput(
+                f"--controllers {self.controller_count} must be between 1 and {MAX_CONTROLLERS}"
+            )
         if self.dns_backend not in DNS_BACKENDS:
             raise InvalidInput(f"--dns {self.dns_backend!r} must be one of {', '.join(DNS_BACKENDS)}")
         if not 1 <= self.node_count <= MAX_HOSTS:
@@ -164,13 +196,29 @@ class LabTopology:
     def ipv4_prefix(self) -> ipaddress.IPv4Network:
         return IPV4_UNDERLAY
 
+    def controller(self, index: int) -> LabController:
+        """Controller ``index`` (1-based) as this naming scheme places it."""
+        if not 1 <= index <= self.controller_count:
+            raise InvalidInput(f"lab {self.name!r} has controllers 1-{self.controller_count}, not {index}")
+        log = self.state_dir / ("controller.log" if index == 1 else f"controller{index}.log")
+        return LabController(index, self.ipv6_prefix[index], self.ipv4_prefix[index], CONTROLLER_PORT, log)
+
+    @property
+    def controllers(self) -> tuple[LabController, ...]:
+        return tuple(self.controller(index) for index in range(1, self.controller_count + 1))
+
+    @property
+    def controller_urls(self) -> tuple[str, ...]:
+        """Every controller's URL, controller 1 first: what profiles and the admin's config list."""
+        return tuple(c.url for c in self.controllers)
+
     @property
     def controller_ipv6(self) -> ipaddress.IPv6Address:
-        return self.ipv6_prefix[1]
+        return self.controller(1).ipv6
 
     @property
     def controller_ipv4(self) -> ipaddress.IPv4Address:
-        return self.ipv4_prefix[1]
+        return self.controller(1).ipv4
 
     @property
     def controller_port(self) -> int:
@@ -178,11 +226,11 @@ class LabTopology:
 
     @property
     def controller_listen(self) -> str:
-        return f"[{self.controller_ipv6}]:{self.controller_port}"
+        return self.controller(1).listen
 
     @property
     def controller_url(self) -> str:
-        return f"https://{self.controller_listen}"
+        return self.controller(1).url
 
     @property
     def state_dir(self) -> Path:
@@ -202,7 +250,7 @@ class LabTopology:
 
     @property
     def controller_log(self) -> Path:
-        return self.state_dir / "controller.log"
+        return self.controller(1).log
 
     @property
     def hosts(self) -> tuple[LabHost, ...]:
@@ -233,7 +281,7 @@ class LabTopology:
         return self.host(int(index))
 
     def with_node_count(self, node_count: int) -> LabTopology:
-        return LabTopology(self.name, node_count, self.underlay_mtu, self.dns_backend)
+        return replace(self, node_count=node_count)
 
     @property
     def netns_names(self) -> tuple[str, ...]:
