@@ -279,11 +279,7 @@ def test_agent_running_inside_its_namespace(lab: Lab) -> None:
     """``netns=None``: an agent started in the namespace; a restarted one finds its wireguard-go."""
     a, b = lab.pair()
     lab.reconcile(b, b.spec(a))
-    script = (
-        "from ztos.dataplane import *\n"
-        f"for op in reconcile({a.spec(b)!r}):\n"
-        "    print(op)\n"
-    )
+    script = f"from ztos.dataplane import *\nfor op in reconcile({a.spec(b)!r}):\n    print(op)\n"
     with subreaper():  # the agent's wireguard-go outlives it: become its parent to reap it
         first = agent_in(a.netns, script)
     assert first[0] == f"+ interface {a.ifname} (wireguard-go)"

@@ -182,9 +182,7 @@ def test_link_without_a_live_wireguard_is_recreated() -> None:
         ),
         pytest.param(replace(CONVERGED, mtu=1500), [SetMtu(NAME, 1500, 1420)], id="mtu"),
         pytest.param(replace(CONVERGED, up=False), [SetUp(NAME)], id="link-down"),
-        pytest.param(
-            replace(CONVERGED, listen_port=40000), [SetListenPort(NAME, 40000, 51820)], id="port"
-        ),
+        pytest.param(replace(CONVERGED, listen_port=40000), [SetListenPort(NAME, 40000, 51820)], id="port"),
         pytest.param(
             replace(CONVERGED, public_key=P4),
             [SetPrivateKey(NAME, "/etc/ztos/wg.key", OWN)],
@@ -248,8 +246,7 @@ def test_plan_is_stable_whatever_the_input_order() -> None:
 
 def test_operation_strings() -> None:
     assert str(UpdatePeer(NAME, PEER2, ("endpoint",))) == (
-        "~ peer AgICAgIC… allowed 10.1.0.2/32,fd00::2/128 endpoint [2001:db8::2]:51820"
-        " (changed: endpoint)"
+        "~ peer AgICAgIC… allowed 10.1.0.2/32,fd00::2/128 endpoint [2001:db8::2]:51820 (changed: endpoint)"
     )
     assert str(RemovePeer(NAME, P2)) == "- peer AgICAgIC…"
     assert str(DeleteInterface(NAME, "why")) == "- interface ztos0 (why)"

@@ -122,8 +122,14 @@ def test_processes_are_recognised_by_their_command_line() -> None:
     assert commands.is_controller(commands.controller_argv(lab), lab)
     assert not commands.is_controller(agent, lab)
     assert agent[-8:] == [
-        "--interface", "ztdemoh1", "--reconcile-interval", "2",
-        "--netns-prefix", "ztl-demo-h1-", "--frr-instance", "ztl-demo-h1",
+        "--interface",
+        "ztdemoh1",
+        "--reconcile-interval",
+        "2",
+        "--netns-prefix",
+        "ztl-demo-h1-",
+        "--frr-instance",
+        "ztl-demo-h1",
     ]
 
 
