@@ -121,12 +121,13 @@ def test_drift_is_repaired_and_converged_plan_is_empty(lab: LabTopology) -> None
         "--interface",
         h1.wg_interface,
     ]
-    assert "converged" in netns_run(h1, *plan).stdout
+    areas = ["wireguard", "underlay", "tenants", "gateways", "policy", "routing"]
+    assert netns_run(h1, *plan).stdout.splitlines() == [f"{area}: converged" for area in areas]
     netns_run(h1, "wg", "set", h1.wg_interface, "peer", wg_key(h2), "remove")
     assert wg_key(h2) not in peers_of(h1)
     wait_for(lambda: wg_key(h2) in peers_of(h1), RECONCILE_INTERVAL + 5, "the removed peer coming back")
     assert netns_run(h1, "ping", "-c", "1", "-W", "2", overlay6(h2)).returncode == 0
-    assert "converged" in netns_run(h1, *plan).stdout
+    assert netns_run(h1, *plan).stdout.splitlines() == [f"{area}: converged" for area in areas]
 
 
 def test_sigkilled_agent_restarts_without_reenrolling_or_disturbing_others(lab: LabTopology) -> None:

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ztos.dataplane import nftables
+from ztos.dataplane import links, nftables
 from ztos.dataplane.tenant_state import TenantsSpec
 from ztos.model import utcnow
 from ztos.netmap import NodeMap
@@ -31,7 +31,7 @@ from ztos.policy import (
     compile_host,
     compile_tenant,
 )
-from ztos.policy.compile import BASE_TABLE, TENANT_TABLE_PREFIX, structure_digest, tenant_table
+from ztos.policy.compile import TENANT_TABLE_PREFIX, tenant_table
 from ztos.policy.loader import KnownNames, load_policy
 
 log = logging.getLogger("ztos.agent.enforce")
@@ -81,17 +81,46 @@ class Enforcer:
                     applied.append(f"~ nft {r.family} {r.table} in {tenant.vrf_netns}: {r.action}")
         return applied
 
+    def plan_gateways(self, tenants: TenantsSpec) -> list[str]:
+        """What ``apply_gateways`` would change (a namespace not made yet: all of it)."""
+        lines = []
+        for tenant in tenants.tenants:
+            if not links.netns_exists(tenant.vrf_netns):
+                lines.append(f"~ nft gateway table in {tenant.vrf_netns}: create (with the namespace)")
+                continue
+            lines += nftables.plan(compile_gateway(), netns=tenant.vrf_netns)
+        return lines
+
     def plan_base(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
-        """What ``apply_base`` would change: a line when the installed structure differs."""
-        wanted = self.base(node_map, tenants)
-        installed = nftables.installed_digest("inet", BASE_TABLE)
-        if installed == structure_digest(wanted):
-            return []
-        return [f"~ nft inet {BASE_TABLE} (underlay isolation)"]
+        """What ``apply_base`` would change, read from the installed table."""
+        return nftables.plan(self.base(node_map, tenants))
 
     def apply(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
         if node_map.policy is None:
             return []
+        results = [r for ruleset in self.policy_rulesets(node_map, tenants) for r in nftables.apply(ruleset)]
+        applied = [
+            f"~ nft {r.family} {r.table}: {r.action} (policy rev {node_map.policy['rev']})"
+            for r in results
+            if r.action != "unchanged"
+        ]
+        return applied + self.remove_stale({tenant_table(t.name) for t in tenants.tenants})
+
+    def plan(self, node_map: NodeMap, tenants: TenantsSpec) -> list[str]:
+        """What ``apply`` would change in the policy tables, without changing them."""
+        if node_map.policy is None:
+            return []
+        lines = [
+            line for ruleset in self.policy_rulesets(node_map, tenants) for line in nftables.plan(ruleset)
+        ]
+        return lines + [
+            f"- nft bridge {t} (tenant detached)"
+            for t in self.stale({tenant_table(t.name) for t in tenants.tenants})
+        ]
+
+    def policy_rulesets(self, node_map: NodeMap, tenants: TenantsSpec) -> list[dict[str, Any]]:
+        """The host table and one bridge table per tenant, compiled for now."""
+        assert node_map.policy is not None
         policy = self.policy(node_map.policy)
         snapshot = Snapshot.from_data(node_map.policy["snapshot"])
         now = utcnow()
@@ -115,20 +144,22 @@ class Enforcer:
                     policy, snapshot, node_map.name, tenant.name, ports, now=now, conntrack=self.conntrack
                 )
             )
-        results = [result for ruleset in rulesets for result in nftables.apply(ruleset)]
-        applied = [
-            f"~ nft {r.family} {r.table}: {r.action} (policy rev {node_map.policy['rev']})"
-            for r in results
-            if r.action != "unchanged"
-        ]
-        return applied + self.remove_stale({tenant_table(t.name) for t in tenants.tenants})
+        return rulesets
 
     def remove_stale(self, wanted: set[str]) -> list[str]:
         """Drop the tables of tenants this host no longer serves."""
+        return [
+            f"- nft bridge {t} (tenant detached)"
+            for t in self.stale(wanted)
+            if nftables.flush_table("bridge", t)
+        ]
+
+    @staticmethod
+    def stale(wanted: set[str]) -> list[str]:
+        """Installed tenant tables of tenants this host no longer serves."""
         installed = {
             obj["table"]["name"]
             for obj in nftables.list_ruleset()["nftables"]
             if "table" in obj and obj["table"].get("family") == "bridge"
         }
-        stale = sorted(t for t in installed if t.startswith(TENANT_TABLE_PREFIX) and t not in wanted)
-        return [f"- nft bridge {t} (tenant detached)" for t in stale if nftables.flush_table("bridge", t)]
+        return sorted(t for t in installed if t.startswith(TENANT_TABLE_PREFIX) and t not in wanted)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ztos import dataplane, pki, renewal
-from ztos.agent import posture
+from ztos.agent import areas, posture
 from ztos.agent.desired import (
     HostAddress,
     endpoint_host,
@@ -144,6 +144,8 @@ class Agent:
         self.frr: FrrInstance | None = None
         self.dns = DnsPublisher(config.identity)
         self.enforcer = Enforcer(config.ifname, config.listen_port)
+        self.backoff = areas.Backoff()  # per area: a failed one is retried on its own schedule
+        self.outcomes: list[areas.Outcome] = []
         self.mdns: LocalDiscovery | None = None
         self.metrics = MetricsReporter(config.ifname, config.reconcile_interval)
 
@@ -217,27 +219,51 @@ class Agent:
         return MapUpdate.model_validate(client.request("GET", "/api/v1/netmap/update", params=params))
 
     def apply(self, node_map: NodeMap) -> list[str]:
-        """Reconcile WireGuard, then the tenants riding on it, then FRR; report the result."""
-        mesh = self.desired(node_map)
-        tenants = tenants_spec(node_map, mesh.mtu, self.config.netns_prefix)
-        applied = [str(op) for op in dataplane.reconcile(mesh)]
-        applied += self.enforcer.apply_base(node_map, tenants)
-        applied += [str(op) for op in dataplane.reconcile_tenants(tenants)]
-        applied += self.enforcer.apply_gateways(tenants)
-        applied += self.enforcer.apply(node_map, tenants)
-        applied += self.apply_routing(node_map)
+        """Reconcile every area (WireGuard, underlay table, tenants, gateways, policy, FRR),
+        each on its own (``ztos.agent.areas``); returns what was changed."""
+        self.outcomes = areas.reconcile(self.areas(node_map), self.backoff)
+        applied = [op for outcome in self.outcomes for op in outcome.operations]
         for line in applied:
             log.info("applied: %s", line)
         return applied
 
-    def plan(self, node_map: NodeMap) -> list[str]:
-        """What ``apply`` would change, without changing anything (FRR excluded: it diffs itself)."""
+    def plan(self, node_map: NodeMap) -> list[areas.Outcome]:
+        """What ``apply`` would change, area by area, without changing anything."""
+        return areas.plan(self.areas(node_map))
+
+    def areas(self, node_map: NodeMap) -> list[areas.Area]:
+        """The data plane's areas for ``node_map``, in the order a pass reconciles them."""
         mesh = self.desired(node_map)
         tenants = tenants_spec(node_map, mesh.mtu, self.config.netns_prefix)
-        operations = [str(op) for op in dataplane.reconcile(mesh, executor=dataplane.RecordingExecutor())]
-        recorder = dataplane.TenantRecordingExecutor()
-        operations += self.enforcer.plan_base(node_map, tenants)
-        return operations + [str(op) for op in dataplane.reconcile_tenants(tenants, executor=recorder)]
+        recorder = dataplane.TenantRecordingExecutor
+        return [
+            areas.Area(
+                "wireguard",
+                lambda: [str(op) for op in dataplane.reconcile(mesh)],
+                lambda: [str(op) for op in dataplane.reconcile(mesh, executor=dataplane.RecordingExecutor())],
+            ),
+            areas.Area(
+                "underlay",
+                lambda: self.enforcer.apply_base(node_map, tenants),
+                lambda: self.enforcer.plan_base(node_map, tenants),
+            ),
+            areas.Area(
+                "tenants",
+                lambda: [str(op) for op in dataplane.reconcile_tenants(tenants)],
+                lambda: [str(op) for op in dataplane.reconcile_tenants(tenants, executor=recorder())],
+            ),
+            areas.Area(
+                "gateways",
+                lambda: self.enforcer.apply_gateways(tenants),
+                lambda: self.enforcer.plan_gateways(tenants),
+            ),
+            areas.Area(
+                "policy",
+                lambda: self.enforcer.apply(node_map, tenants),
+                lambda: self.enforcer.plan(node_map, tenants),
+            ),
+            areas.Area("routing", lambda: self.apply_routing(node_map), lambda: self.plan_routing(node_map)),
+        ]
 
     def apply_routing(self, node_map: NodeMap) -> list[str]:
         spec = frr_spec(node_map, self.config.frr_instance, str(self.config.frr_dir))
@@ -249,6 +275,13 @@ class Agent:
             self.frr = None
             return [f"- frr {self.config.frr_instance} (BGP turned off)"]
         return []
+
+    def plan_routing(self, node_map: NodeMap) -> list[str]:
+        spec = frr_spec(node_map, self.config.frr_instance, str(self.config.frr_dir))
+        if spec is not None:
+            return FrrInstance(spec).plan()
+        running = self.frr is not None and self.frr.running()
+        return [f"- frr {self.config.frr_instance} (BGP turned off)"] if running else []
 
     def report_status(self, client: ApiClient, node_map: NodeMap) -> None:
         status = tenant_status(node_map, self.frr)

@@ -70,7 +70,8 @@ def plan(
     frr_instance: FrrInstanceOpt = "ztos",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Print what the next reconcile would change, without changing anything."""
+    """Print what the next reconcile would change, area by area ("converged" where nothing
+    would), without changing anything."""
     agent = Agent(_config(state_dir, interface, netns_prefix, frr_instance))
     try:
         node_map = agent.fetch_node_map(agent.client(agent.profile()))
@@ -79,14 +80,18 @@ def plan(
         if cached is None:
             fail(f"controller unavailable ({exc.detail}) and no cached node map in {state_dir}")
         node_map = cached
-    operations = agent.plan(node_map)
+    outcomes = agent.plan(node_map)
     if json_out:
-        print_json(operations)
-    elif not operations:
-        print("converged: nothing to do")
+        print_json(
+            [
+                {"area": o.area, "state": o.state, "operations": list(o.operations), "detail": o.detail}
+                for o in outcomes
+            ]
+        )
     else:
-        for operation in operations:
-            print(operation)
+        for outcome in outcomes:
+            for line in outcome.lines():
+                print(line)
 
 
 @agent_app.command("status")

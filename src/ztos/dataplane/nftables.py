@@ -67,6 +67,20 @@ def apply(
     return results
 
 
+def plan(ruleset: Json, netns: str | None = None) -> list[str]:
+    """What ``apply`` would do, read from the installed tables without changing them:
+    one line per table that would be swapped or get element changes."""
+    lines = []
+    where = f" in {netns}" if netns else ""
+    for (family, name), objects in _by_table(ruleset).items():
+        old, new = installed_digest(family, name, netns), _digest_of(objects)
+        if old is None or old != new:
+            lines.append(f"~ nft {family} {name}{where}: {'create' if old is None else 'replace'}")
+        elif commands := _element_sync(family, name, objects, netns):
+            lines.append(f"~ nft {family} {name}{where}: {len(commands)} element change(s)")
+    return lines
+
+
 def _apply_table(
     family: str, name: str, objects: list[Json], netns: str | None, *, force: bool, check: bool
 ) -> ApplyResult:

@@ -121,6 +121,16 @@ class FrrInstance:
         _write_atomic(self.config_path, text, owner)
         return ApplyResult.STARTED if started else ApplyResult.RELOADED
 
+    def plan(self) -> list[str]:
+        """What ``apply`` would do, read without starting or pushing anything."""
+        if not self.running():
+            return [f"+ frr {self.spec.instance}: start zebra and bgpd"]
+        text = frrconf.render(self.spec)
+        running = frrconf.parse_running(self.running_config())
+        if _read(self.config_path) == text and running == frrconf.summarize(self.spec):
+            return []
+        return [f"~ frr {self.spec.instance}: reload the configuration"]
+
     def stop(self) -> bool:
         """Stop bgpd then zebra and remove the socket dir; False if nothing ran."""
         stopped = False
