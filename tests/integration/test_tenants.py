@@ -9,10 +9,14 @@ captures, detach, then EVPN (which ends by revoking a host).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +27,8 @@ import pytest
 from conftest import require_root_tools
 from ztos.lab import checks, runner
 from ztos.lab.topology import LabHost, LabTopology
+from ztos.routing.frr import RUN_ROOT as FRR_RUN_ROOT
+from ztos.routing.spec import CONFIG_ROOT
 
 WORKLOADS = {"a1": ("a", "h1"), "a2": ("a", "h2"), "b1": ("b", "h1"), "b2": ("b", "h3")}
 
@@ -240,3 +246,47 @@ def test_evpn_sessions_routes_fdb_and_withdrawal(lab: LabTopology) -> None:
     assert status["bgp"]["asn"] == 65000 and status["bgp_sessions"], status
     wait_for(lambda: established(h1) == 1, 20, "h1 left with one session (h2) after h3's revocation")
     assert h3.name not in json.dumps(vtysh(h1, "show bgp summary json"))
+
+
+def test_routing_that_cannot_start_leaves_every_other_area_reconciled(lab: LabTopology) -> None:
+    """Issue 12: h2's FRR is stopped and its socket directory taken by a file, so the
+    routing area fails every pass; a workload added to h2 still comes up (the tenants
+    area ran), and ``agent plan`` says routing is not done while the rest converged."""
+    h2 = lab.host_named("h2")
+    sockets = FRR_RUN_ROOT / h2.netns
+    for daemon in ("bgpd", "zebra"):
+        pid_file = CONFIG_ROOT / h2.netns / f"{daemon}.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+    shutil.rmtree(sockets, ignore_errors=True)
+    sockets.write_text("in the way\n")
+    plan = [
+        sys.executable,
+        "-m",
+        "ztos",
+        "agent",
+        "plan",
+        "--state-dir",
+        str(h2.agent_state),
+        "--interface",
+        h2.wg_interface,
+        "--netns-prefix",
+        f"{h2.netns}-",
+        "--frr-instance",
+        h2.netns,
+    ]
+    others = [f"{area}: converged" for area in ("wireguard", "underlay", "tenants", "gateways", "policy")]
+    try:
+        admin(lab, "workload", "add", "a", "--node", "h2", "--name", "a3")
+        a3 = f"{h2.netns}-w-a3"
+        up = lambda: in_ns(a3, "ping", "-c", "1", "-W", "1", "10.20.0.1").returncode == 0  # noqa: E731
+        wait_for(up, 30, "a3 up on h2 while h2's FRR cannot start")
+
+        def routing_alone_pending() -> bool:
+            lines = in_ns(h2.netns, *plan).stdout.splitlines()
+            return lines[:5] == others and not lines[5].endswith("converged")
+
+        wait_for(routing_alone_pending, 20, "every area but routing converged on h2")
+    finally:
+        sockets.unlink(missing_ok=True)

@@ -55,8 +55,18 @@ def test_plan_reports_every_area_converged_or_its_operations() -> None:
     assert lines == [
         "wireguard: converged",
         "policy: ~ nft inet ztos-host: replace",
-        "routing: failed: vtysh not found",
+        "routing: failed: vtysh not found [tool_error]",
     ]
     assert Outcome("tenants", "waiting", detail="x", retry_in=4).lines() == [
         "tenants: failed earlier: x (retry in 4 s)"
     ]
+
+
+def test_an_os_error_an_adapter_let_through_fails_only_its_area() -> None:
+    def taken() -> list[str]:
+        raise FileExistsError(17, "File exists", "/var/run/frr/ztos")
+
+    areas = [Area("routing", taken, lambda: []), Area("policy", lambda: ["~ nft"], lambda: [])]
+    outcomes = reconcile(areas, Backoff(Clock()))
+    assert [o.state for o in outcomes] == ["failed", "changed"]
+    assert outcomes[0].detail == "File exists: /var/run/frr/ztos"

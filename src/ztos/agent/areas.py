@@ -95,12 +95,11 @@ def reconcile(areas: Iterable[Area], backoff: Backoff) -> list[Outcome]:
             continue
         try:
             operations = tuple(area.apply())
-        except ZtosError as exc:
-            delay = backoff.failed(area.name, exc.detail)
-            log.warning(
-                "%s: %s [%s]; other areas go on; retry in %.0f s", area.name, exc.detail, exc.code, delay
-            )
-            outcomes.append(Outcome(area.name, "failed", detail=exc.detail, retry_in=delay))
+        except (ZtosError, OSError) as exc:
+            why = failure(exc)
+            delay = backoff.failed(area.name, why)
+            log.warning("%s: %s; other areas go on; retry in %.0f s", area.name, why, delay)
+            outcomes.append(Outcome(area.name, "failed", detail=why, retry_in=delay))
             continue
         backoff.succeeded(area.name)
         outcomes.append(Outcome(area.name, "changed" if operations else "converged", operations))
@@ -113,8 +112,16 @@ def plan(areas: Iterable[Area]) -> list[Outcome]:
     for area in areas:
         try:
             operations = tuple(area.plan())
-        except ZtosError as exc:
-            outcomes.append(Outcome(area.name, "failed", detail=exc.detail))
+        except (ZtosError, OSError) as exc:
+            outcomes.append(Outcome(area.name, "failed", detail=failure(exc)))
             continue
         outcomes.append(Outcome(area.name, "changed" if operations else "converged", operations))
     return outcomes
+
+
+def failure(exc: ZtosError | OSError) -> str:
+    """One line for a failed area: the tool's message, or the system call's (an adapter
+    that let an ``OSError`` through still must not stop the other areas)."""
+    if isinstance(exc, ZtosError):
+        return f"{exc.detail} [{exc.code}]"
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
