@@ -76,6 +76,7 @@ class Hub:
     window: Window | None = None
     traffic: dict[str, Endpoint] = field(default_factory=lambda: defaultdict(Endpoint))
     keep_latencies: bool = True
+    busy: int = 0  # agents in a pass (not waiting in a watch) right now
 
     def count(self, label: str, seconds: float, nbytes: int, status: int | None) -> None:
         entry = self.traffic[label]
@@ -186,12 +187,22 @@ class SimAgent:
             window.wake(self.name, response.num_bytes_downloaded)
         return True
 
+    async def prime(self) -> None:
+        """The reports a running agent has made long ago (underlay, posture), sent before
+        any agent watches: N agents starting together would otherwise each wake all the
+        others with their first posture write (O(N²) passes; see bench/README.md)."""
+        await self.report_underlay()
+        await self.report_posture()
+
     async def run(self) -> None:
         """Pass, watch, pass... until stopped or refused; back off on failures."""
         backoff = 0.5
-        await self.report_underlay()
         while not self.stopped:
-            ok = await self.one_pass()
+            self.hub.busy += 1
+            try:
+                ok = await self.one_pass()
+            finally:
+                self.hub.busy -= 1
             if self.woken_by is not None:
                 self.woken_by.pass_done()
                 self.woken_by = None

@@ -135,14 +135,15 @@ class Sim:
             self.head = int(page["revision"])
 
     async def start_agents(self, names: list[str]) -> None:
-        since = await self.read_head()
         for name in names:
-            self.agents[name] = SimAgent(self.keys[name], self.certs[name], self.hub, self.work, since)
+            self.agents[name] = SimAgent(self.keys[name], self.certs[name], self.hub, self.work, 0)
         batch = 100  # TLS handshakes a batch at a time, so the listen backlog never overflows
         for start in range(0, len(names), batch):
             chunk = [self.agents[n] for n in names[start : start + batch]]
-            await asyncio.gather(*(a.client.get("/api/v1/healthz") for a in chunk))
+            await asyncio.gather(*(a.prime() for a in chunk))
+        since = await self.read_head()  # after the priming writes: they wake no one
         for name in names:
+            self.agents[name].revision = since
             self.tasks[name] = asyncio.create_task(self.agents[name].run())
 
     async def stop_agent(self, name: str) -> None:
@@ -162,17 +163,19 @@ class Sim:
         return frozenset(n for n, a in self.agents.items() if a.keys.cell == cell and n != name)
 
     async def quiet(self, timeout: float) -> dict[str, Any]:
-        """Until no agent was woken for ``grace`` s and none is in a woken pass."""
+        """Until the network is quiet (``Window.settled`` with nothing expected)."""
         window = Window("quiet", time.perf_counter(), frozenset())
         self.hub.window = window
         cpu0 = usage(self.controller.pid).cpu_s
-        timed_out = not await self.until(
-            lambda: window.settled(time.perf_counter(), self.args.grace), timeout
-        )
+        timed_out = not await self.until(self.settled(window), timeout)
         self.hub.window = None
         took = time.perf_counter() - window.started
         cpu = usage(self.controller.pid).cpu_s - cpu0
         return {"seconds": round(took, 2), "woken": len(window.woken), "timed_out": timed_out, "cpu_s": cpu}
+
+    def settled(self, window: Window) -> Callable[[], bool]:
+        idle_busy = 1 + len(self.agents) // 200  # periodic passes in progress on a quiet network
+        return lambda: window.settled(time.perf_counter(), self.args.grace, self.hub.busy, idle_busy)
 
     async def until(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.perf_counter() + timeout
@@ -194,11 +197,16 @@ class Sim:
         self.hub.window = window
         await write()
         window.acked = time.perf_counter()
-        settled = await self.until(
-            lambda: window.settled(time.perf_counter(), self.args.grace), self.args.settle
-        )
+        settled = await self.until(self.settled(window), self.args.settle)
         self.hub.window = None
-        return window.result(not settled, usage(self.controller.pid).cpu_s - cpu0)
+        result = window.result(not settled, usage(self.controller.pid).cpu_s - cpu0)
+        if kind != "cleanup":
+            print(
+                f"  {kind}: last agent after {result['to_last_agent_ms']} ms, {result['affected']} "
+                f"affected, {result['woken']} woken{', TIMED OUT' if not settled else ''}",
+                flush=True,
+            )
+        return result
 
     async def join(self, name: str, cell: str) -> dict[str, Any]:
         keys = self.keys[name] = await asyncio.to_thread(make_keys, name, cell)
@@ -311,11 +319,12 @@ class Sim:
         for name in names:
             client = self.agents[name].client
             t0 = time.perf_counter()
-            response = await client.get("/api/v1/netmap")
+            response = await client.get("/api/v1/netmap", timeout=300)
             t1 = time.perf_counter()
-            await client.get("/api/v1/healthz")
+            checked(await client.get("/api/v1/healthz", timeout=300), "healthz")
             health.add(time.perf_counter() - t1)
             netmap.add(t1 - t0)
+            checked(response, "netmap sample")
             sizes.append(response.num_bytes_downloaded)
         sizes.sort()
         return {
