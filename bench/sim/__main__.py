@@ -9,6 +9,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -146,8 +147,14 @@ async def simulate(args: argparse.Namespace, controller: Controller, work: Path)
         }
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C, so the controller and the directory are removed."""
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="zsim-"))
     controller = new_controller(work)
     try:

@@ -76,7 +76,6 @@ class Hub:
     window: Window | None = None
     traffic: dict[str, Endpoint] = field(default_factory=lambda: defaultdict(Endpoint))
     keep_latencies: bool = True
-    busy: int = 0  # agents in a pass (not waiting in a watch) right now
 
     def count(self, label: str, seconds: float, nbytes: int, status: int | None) -> None:
         entry = self.traffic[label]
@@ -198,11 +197,7 @@ class SimAgent:
         """Pass, watch, pass... until stopped or refused; back off on failures."""
         backoff = 0.5
         while not self.stopped:
-            self.hub.busy += 1
-            try:
-                ok = await self.one_pass()
-            finally:
-                self.hub.busy -= 1
+            ok = await self.one_pass()
             if self.woken_by is not None:
                 self.woken_by.pass_done()
                 self.woken_by = None

@@ -174,8 +174,7 @@ class Sim:
         return {"seconds": round(took, 2), "woken": len(window.woken), "timed_out": timed_out, "cpu_s": cpu}
 
     def settled(self, window: Window) -> Callable[[], bool]:
-        idle_busy = 1 + len(self.agents) // 200  # periodic passes in progress on a quiet network
-        return lambda: window.settled(time.perf_counter(), self.args.grace, self.hub.busy, idle_busy)
+        return lambda: window.settled(time.perf_counter(), self.args.grace)
 
     async def until(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.perf_counter() + timeout

@@ -19,10 +19,10 @@ Definitions (the figures in the report are built from these):
   pass it triggers (map, status, metrics, posture) are the change's bytes.
   Passes started by a watch timeout (the periodic drift repair) are not.
 * The window **settles** once every expected agent holds the new map, no
-  woken pass is in flight, at most ``idle_busy`` agents are in a pass at all
-  (periodic passes go on) and nothing was woken or fetched for ``grace``
-  seconds; or, failing that, after the settle timeout. The same test, with
-  nothing expected, is what "quiet" means before each write.
+  woken pass is in flight and for ``grace`` seconds no agent was woken and
+  none fetched a changed map (periodic passes that find nothing new go on
+  and do not count); or, failing that, after the settle timeout. The same
+  test, with nothing expected, is what "quiet" means before each write.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class Window:
     last_event: float = field(default_factory=time.perf_counter)
 
     def fetched(self, agent: str, end: float, changed: bool, nbytes: int, woken: bool) -> None:
-        self.last_event = end
+        if woken or changed:  # a periodic pass that found nothing new is not the change's work
+            self.last_event = end
         if woken:
             self.map_bytes += nbytes
         if changed and end >= self.started and agent not in self.changed:
@@ -65,8 +66,8 @@ class Window:
     def missing(self) -> set[str]:
         return set(self.expected) - set(self.changed)
 
-    def settled(self, now: float, grace: float, busy: int, idle_busy: int) -> bool:
-        quiet = self.in_flight <= 0 and busy <= idle_busy and now - self.last_event >= grace
+    def settled(self, now: float, grace: float) -> bool:
+        quiet = self.in_flight <= 0 and now - self.last_event >= grace
         return quiet and not self.missing()
 
     def result(self, timed_out: bool, cpu_s: float) -> dict[str, Any]:

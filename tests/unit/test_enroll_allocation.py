@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,18 @@ def test_a_full_prefix_is_a_conflict_and_a_vanished_node_address_is_reclaimed(co
         tx.delete(Node, "n2")  # gone without release: its lease is stale
         assert allocation.allocate_ipv4(tx, prefix, "n5") == addresses[2]
     assert [str(a) for a in addresses] == [f"10.77.0.{i}" for i in range(10, 15)]
+
+
+def test_two_replicas_over_one_store_never_hand_out_one_address_twice(
+    controller: Controller, tmp_path: Path
+) -> None:
+    other_store = SqliteStore(str(tmp_path / "dir.db"))
+    replica = Controller(other_store, controller.ca, ["https://localhost:8444"])
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            jobs = [pool.submit(enrol, (controller, replica)[i % 2], f"r{i}") for i in range(16)]
+            nodes = [job.result(timeout=60) for job in jobs]
+    finally:
+        other_store.close()
+    assert len({n.overlay_ipv4 for n in nodes}) == 16
+    assert sorted(n.overlay_ipv4 for n in nodes) == [host(controller, 9 + i) for i in range(16)]
