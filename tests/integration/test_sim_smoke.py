@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = 20
 CELL = 10
+KINDS = {"join", "leave", "revoke", "quarantine", "release", "flap_down", "flap_up", "policy"}
 
 
 def test_simulator_measures_every_change_on_twenty_agents(tmp_path: Path) -> None:
@@ -32,7 +33,7 @@ def test_simulator_measures_every_change_on_twenty_agents(tmp_path: Path) -> Non
     assert results["start"]["timed_out"] is False
     for table in ("baseline_by_kind", "by_kind"):
         kinds = results[table]
-        assert set(kinds) == {"join", "leave", "revoke", "quarantine", "release", "flap_down", "flap_up", "policy"}
+        assert set(kinds) == KINDS
         for kind, row in kinds.items():
             assert (row["timed_out"], row["missed_agents"]) == (0, 0), (table, kind, row)
             assert row["to_last_agent_p50_ms"] > 0 and row["bytes_per_change_mean"] > 0, (table, kind)
