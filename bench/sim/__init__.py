@@ -1,6 +1,6 @@
 """Simulator: one real controller and N light simulated agents, with churn (issue 11).
 
-``.venv/bin/python -m bench.sim [--agents 1000] [--json-out FILE]`` from the
+``.venv/bin/python -m bench.sim [--agents 200] [--json-out FILE]`` from the
 repository root. It starts ``ztos init`` + ``ztos controller serve`` on a free
 loopback port in a temporary directory (``zsim-*``, removed afterwards) and
 runs every agent in this one process (asyncio + httpx, one keep-alive mTLS

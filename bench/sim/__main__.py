@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from bench.benchlib import BenchError
 from bench.sim import __doc__ as DOC
 from bench.sim import network
@@ -36,10 +37,10 @@ from ztos.pki import Identity
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.sim", description=(DOC or "").splitlines()[0])
     add = parser.add_argument
-    add("--agents", type=int, default=1000, help="simulated hosts N (default 1000)")
+    add("--agents", type=int, default=200, help="simulated hosts N (default 200: a few minutes here)")
     add("--cell-size", type=int, default=10, help="hosts per policy cell (default 10; grows past 600 cells)")
     add("--concurrency", type=int, default=8, help="enrolment lanes (default 8)")
-    add("--rounds", type=int, default=3, help="change rounds, at baseline and at N (default 3)")
+    add("--rounds", type=int, default=2, help="change rounds, at baseline and at N (default 2)")
     add("--kinds", nargs="+", choices=CHANGE_KINDS, default=list(CHANGE_KINDS), help="changes to measure")
     add("--reconcile-interval", type=float, default=60.0, help="agents' watch timeout (default 60)")
     add("--posture-timeout", type=float, default=900.0, help="controller's --posture-timeout (default 900)")
@@ -126,11 +127,15 @@ async def simulate(args: argparse.Namespace, controller: Controller, work: Path)
         print(f"  quiet after {start['seconds']} s; idle for {args.idle_seconds} s ...", flush=True)
         figures["idle"] = await sim.idle(args.idle_seconds)
         sample = random.Random(3).sample(names, min(args.map_samples, len(names)))
-        figures["map_fetch"] = await sim.fetch_samples(sample)
-        print(f"{args.rounds} rounds of changes with {args.agents} agents ...", flush=True)
-        figures["changes"] = await sim.changes(args.rounds, names)
-        figures["controller_end"] = vars(usage(controller.pid))
         figures["map_build_sample"] = sample
+        try:
+            figures["map_fetch"] = await sim.fetch_samples(sample)
+            print(f"{args.rounds} rounds of changes with {args.agents} agents ...", flush=True)
+            figures["changes"] = await sim.changes(args.rounds, names)
+        except (BenchError, httpx.HTTPError) as exc:  # an overloaded controller: keep what was measured
+            figures["failed"] = f"{type(exc).__name__}: {exc}"
+            print(f"  measurement failed: {figures['failed']}", flush=True)
+        figures["controller_end"] = vars(usage(controller.pid))
         return figures
     finally:
         await sim.stop_all()

@@ -90,6 +90,8 @@ def print_table(results: dict[str, Any]) -> None:
         print(line)
     if "by_kind" in results:
         print_changes(results["baseline_by_kind"], results["by_kind"])
+    if "failed" in results:
+        print(f"measurement failed: {results['failed']}")
     errors = {k: v["errors"] for k, v in results.get("traffic", {}).items() if v["errors"]}
     if errors:
         print(f"request errors by endpoint: {errors}")
@@ -107,7 +109,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             f"{first.get('p50_ms')} ms, last {n} p50 {last.get('p50_ms')} ms "
             f"(last/first {fmt(enrol.get('last_vs_first_p50'))}x)"
         )
-    if "start" in results:
+    if "start" in results and "idle" in results:
         s, idle = results["start"], results["idle"]
         lines.append(
             f"start: quiet after {s['seconds']} s ({s['woken']} woken, controller CPU {s['cpu_s']} s"

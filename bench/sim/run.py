@@ -318,9 +318,9 @@ class Sim:
         for name in names:
             client = self.agents[name].client
             t0 = time.perf_counter()
-            response = await client.get("/api/v1/netmap", timeout=300)
+            response = await client.get("/api/v1/netmap", timeout=120)
             t1 = time.perf_counter()
-            checked(await client.get("/api/v1/healthz", timeout=300), "healthz")
+            checked(await client.get("/api/v1/healthz", timeout=120), "healthz")
             health.add(time.perf_counter() - t1)
             netmap.add(t1 - t0)
             checked(response, "netmap sample")
