@@ -8,11 +8,13 @@ or the reconcile interval passes. The underlay report (``PUT
 its endpoints change. Each agent has its own client certificate and its own
 keep-alive connection, so every request is real mTLS to the real controller.
 
-Two deviations from the real agent, both to keep the simulation about
-changes rather than start-up: an agent's first watch starts at the head
-revision (a real agent starts at 0 and replays the feed page by page, one
-full pass per page of 1,000 changes), and each watch timeout is drawn from
-[0.5, 1] x the interval, so periodic passes do not all fall on one tick.
+Three deviations from the real agent, all to keep the simulation about
+changes rather than start-up: an agent sends its first underlay and posture
+reports before any agent watches (``prime``; a real agent's first posture
+write wakes every watcher), its first watch starts at the head revision (a
+real agent starts at 0 and replays the feed page by page, one full pass per
+page of 1,000 changes), and each watch timeout is drawn from [0.5, 1] x the
+interval, so periodic passes do not all fall on one tick.
 """
 
 from __future__ import annotations
