@@ -62,3 +62,22 @@ def allocate_ipv4(prefix: IPv4Net, taken: Iterable[ipaddress.IPv4Address]) -> ip
         if index >= 9 and address not in used:
             return address
     raise Conflict(f"IPv4 overlay prefix {prefix} is full")
+
+
+def ipv4_host_count(prefix: IPv4Net) -> int:
+    """How many host addresses ``prefix.hosts()`` yields (without listing them)."""
+    return prefix.num_addresses - 2 if prefix.prefixlen < 31 else prefix.num_addresses
+
+
+def ipv4_host(prefix: IPv4Net, index: int) -> ipaddress.IPv4Address:
+    """Host address number ``index`` of ``prefix``, as ``list(prefix.hosts())[index]``."""
+    if not 0 <= index < ipv4_host_count(prefix):
+        raise ValueError(f"host index {index} out of range for {prefix}")
+    first = int(prefix.network_address) + (1 if prefix.prefixlen < 31 else 0)
+    return ipaddress.IPv4Address(first + index)
+
+
+def ipv4_host_index(prefix: IPv4Net, address: ipaddress.IPv4Address) -> int | None:
+    """The inverse of ``ipv4_host``; None for an address that is no host of ``prefix``."""
+    index = int(address) - int(prefix.network_address) - (1 if prefix.prefixlen < 31 else 0)
+    return index if 0 <= index < ipv4_host_count(prefix) else None

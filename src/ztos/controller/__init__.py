@@ -32,6 +32,7 @@ from ztos.controller.refusals import RefusalLimiter
 from ztos.controller.sessions import EndedSessions, LoginCodes
 from ztos.controller.status import AgentStatus, HostSecurity, NetworkStatus, StatusBoard
 from ztos.directory import Change, ChangeSignal, Store, Transaction
+from ztos.enroll import allocation
 from ztos.enroll import server as enroll_server
 from ztos.enroll.identity_dir import IdentityDir
 from ztos.enroll.profile import Profile, format_validation_error
@@ -505,7 +506,11 @@ class Controller:
     def delete_node(self, actor: str, name: str) -> None:
         """Forget a node. Its certificates are revoked first so it cannot come back."""
         self.revoke_node(actor, name, "deleted")
+        prefix = self.network().ipv4_prefix
         with self.store.transaction() as tx:
+            node = tx.get(Node, name)
+            if node is not None:
+                allocation.release(tx, prefix, node)  # its address goes back to the pool
             tx.delete(Node, name)
             tenant_ops.forget_node(tx, name)
             tx.delete_state(posture.POSTURE_SCOPE, name)

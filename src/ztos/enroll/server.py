@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ztos import addressing, keys, pki
 from ztos.audit import AuditDraft
 from ztos.directory import Transaction
-from ztos.enroll import tokens
+from ztos.enroll import allocation, tokens
 from ztos.errors import Conflict, InvalidInput
 from ztos.model import (
     Attributes,
@@ -222,26 +222,38 @@ def _offered_wg_key(request: EnrollRequest) -> str:
 
 
 def _new_node(tx: Transaction, network: Network, token: Token, request: EnrollRequest) -> Node:
+    """The node record for a redeemed token: keyed reads only (``allocation``), so
+    enrolment costs the same with ten nodes as with ten thousand."""
     wg_key = _offered_wg_key(request)
-    nodes = tx.list(Node)
-    existing = next((n for n in nodes if n.name == token.node_name), None)
+    allocation.ensure_index(tx, network.ipv4_prefix)
+    existing = tx.get(Node, token.node_name)
     if existing is not None and existing.status is NodeStatus.ACTIVE:
         raise Conflict(f"node {token.node_name!r} is already enrolled; revoke or delete it first")
-    if any(n.wg_public_key == wg_key for n in nodes if n.name != token.node_name):
+    if allocation.key_owner(tx, wg_key) not in (None, token.node_name):
         raise Conflict("this WireGuard public key already belongs to another node")
-    taken = [n.overlay_ipv4 for n in nodes if n.name != token.node_name]
+    allocation.claim_key(tx, wg_key, token.node_name, replacing=existing.wg_public_key if existing else None)
     return Node(
         name=token.node_name,
         role=token.role,
         wg_public_key=wg_key,
         overlay_ipv6=addressing.overlay_ipv6(network.ula_prefix, wg_key),
-        overlay_ipv4=addressing.allocate_ipv4(network.ipv4_prefix, taken),
+        overlay_ipv4=_overlay_ipv4(tx, network, token.node_name, existing),
         endpoints=request.endpoints,
         listen_port=request.listen_port,
         underlay_mtu=request.underlay_mtu,
         attributes=token.attributes,
         cert_serial="0",
     )
+
+
+def _overlay_ipv4(
+    tx: Transaction, network: Network, name: str, existing: Node | None
+) -> ipaddress.IPv4Address:
+    """A revoked node enrolling again under its name keeps its address (its lease is
+    its own); any other node gets the lowest free one."""
+    if existing is not None and allocation.holds_ipv4(tx, existing):
+        return existing.overlay_ipv4
+    return allocation.allocate_ipv4(tx, network.ipv4_prefix, name)
 
 
 def certificate_record(cert: x509.Certificate) -> CertificateRecord:
