@@ -22,6 +22,7 @@ import pytest
 
 from conftest import require_root_tools
 from ztos.lab import checks, commands, runner
+from ztos.lab.probes import ECHO_SERVER
 from ztos.lab.topology import LabTopology
 
 WORKLOADS = {"fin1": ("h1", "alice"), "pg1": ("h2", None), "pg2": ("h1", None), "mkt1": ("h1", "bob")}
@@ -43,19 +44,6 @@ rules:
       - {{attr: device.admin.healthy, op: eq, value: "true"}}
       - {{attr: device.posture.compliant, op: eq, value: "true"}}
 """
-SERVER = (
-    "import socket, sys, threading\n"
-    "def echo(c):\n"
-    "    for data in iter(lambda: c.recv(64), b''):\n"
-    "        c.sendall(data)\n"
-    "def serve(port):\n"
-    "    s = socket.create_server(('0.0.0.0', port), reuse_port=True)\n"
-    "    while True:\n"
-    "        threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()\n"
-    "for p in map(int, sys.argv[1:]):\n"
-    "    threading.Thread(target=serve, args=(p,), daemon=True).start()\n"
-    "threading.Event().wait()\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +74,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabTopology]:
                         ns(topology, name),
                         sys.executable,
                         "-c",
-                        SERVER,
+                        ECHO_SERVER,
                         *map(str, PORTS),
                     ]
                 )
