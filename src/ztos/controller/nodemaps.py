@@ -48,7 +48,7 @@ from ztos.model import (
     record_from_data,
 )
 from ztos.policy import KnownNames, Policy, Snapshot, load_policy
-from ztos.policy.needs import Reach
+from ztos.policy.needs import HostNeeds, Reach
 from ztos.policy.snapshot import node_info
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,23 @@ class Directory:
             found = self._peers[name] = netmap.peer_of(self.active[name], self.owners)
         return found
 
+    def needs(self, name: str) -> tuple[frozenset[str], HostNeeds] | None:
+        """Under a policy: the peers node ``name`` needs (its tenants' nodes and those its
+        rules pair it with) and what its compiler reads; None while the network is open."""
+        if self.reach is None:
+            return None
+        shared = netmap.tenant_peers(self.tenants.values(), name)
+        needs = self.reach.needs(name, also=shared)
+        return shared | needs.policy_peers, needs
+
     def peers_of(self, name: str) -> frozenset[str]:
         """The active nodes whose map lists ``name`` as a peer (peers are symmetric)."""
         if name not in self.active:
             return frozenset()
-        if self.reach is None:
+        needed = self.needs(name)
+        if needed is None:
             return frozenset(self.active.keys() - {name})
-        shared = netmap.tenant_peers(self.tenants.values(), name)
-        return (shared | self.reach.needs(name, also=shared).policy_peers) & self.active.keys()
+        return needed[0] & self.active.keys()
 
 
 def enforced(
@@ -335,29 +344,14 @@ class Tables:
 def node_map(directory: Directory, name: str) -> netmap.NodeMap:
     """Node ``name``'s map: all peers while open, else only those it needs."""
     d = directory
-    if d.enforced is None or d.reach is None:
-        return netmap.build_from(
-            d.network,
-            d.nodes.get(name),
-            name,
-            d.active,
-            d.tenants.values(),
-            d.workloads.values(),
-            None,
-            d.peer,
-        )
-    shared = netmap.tenant_peers(d.tenants.values(), name)
-    needs = d.reach.needs(name, also=shared)
+    needed = d.needs(name)
+    peers = None if needed is None else needed[0]
     built = netmap.build_from(
-        d.network,
-        d.nodes.get(name),
-        name,
-        d.active,
-        d.tenants.values(),
-        d.workloads.values(),
-        shared | needs.policy_peers,
-        d.peer,
+        d.network, d.nodes.get(name), name, d.active, d.tenants.values(), d.workloads.values(), peers, d.peer
     )
+    if d.enforced is None or needed is None:
+        return built
+    needs = needed[1]
     bundle: dict[str, Any] = {
         "rev": d.enforced.rev,
         "text": d.enforced.text,
