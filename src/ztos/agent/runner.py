@@ -145,7 +145,6 @@ class Agent:
         self.dns = DnsPublisher(config.identity)
         self.enforcer = Enforcer(config.ifname, config.listen_port)
         self.backoff = areas.Backoff()  # per area: a failed one is retried on its own schedule
-        self.outcomes: list[areas.Outcome] = []
         self.mdns: LocalDiscovery | None = None
         self.metrics = MetricsReporter(config.ifname, config.reconcile_interval)
 
@@ -221,8 +220,8 @@ class Agent:
     def apply(self, node_map: NodeMap) -> list[str]:
         """Reconcile every area (WireGuard, underlay table, tenants, gateways, policy, FRR),
         each on its own (``ztos.agent.areas``); returns what was changed."""
-        self.outcomes = areas.reconcile(self.areas(node_map), self.backoff)
-        applied = [op for outcome in self.outcomes for op in outcome.operations]
+        outcomes = areas.reconcile(self.areas(node_map), self.backoff)
+        applied = [op for outcome in outcomes for op in outcome.operations]
         for line in applied:
             log.info("applied: %s", line)
         return applied
