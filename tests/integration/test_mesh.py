@@ -12,7 +12,6 @@ import json
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,17 +109,7 @@ def test_every_pair_pings_and_the_underlay_carries_only_wireguard(lab: LabTopolo
 
 def test_drift_is_repaired_and_converged_plan_is_empty(lab: LabTopology) -> None:
     h1, h2 = lab.hosts[0], lab.hosts[1]
-    plan = [
-        sys.executable,
-        "-m",
-        "ztos",
-        "agent",
-        "plan",
-        "--state-dir",
-        str(h1.agent_state),
-        "--interface",
-        h1.wg_interface,
-    ]
+    plan = commands.agent_plan_argv(h1)
     areas = ["wireguard", "underlay", "tenants", "gateways", "policy", "routing"]
     assert netns_run(h1, *plan).stdout.splitlines() == [f"{area}: converged" for area in areas]
     netns_run(h1, "wg", "set", h1.wg_interface, "peer", wg_key(h2), "remove")

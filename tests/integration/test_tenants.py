@@ -16,7 +16,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import require_root_tools
-from ztos.lab import checks, runner
+from ztos.lab import checks, commands, runner
 from ztos.lab.topology import LabHost, LabTopology
 from ztos.routing.frr import RUN_ROOT as FRR_RUN_ROOT
 from ztos.routing.spec import CONFIG_ROOT
@@ -261,21 +260,7 @@ def test_routing_that_cannot_start_leaves_every_other_area_reconciled(lab: LabTo
                 os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
     shutil.rmtree(sockets, ignore_errors=True)
     sockets.write_text("in the way\n")
-    plan = [
-        sys.executable,
-        "-m",
-        "ztos",
-        "agent",
-        "plan",
-        "--state-dir",
-        str(h2.agent_state),
-        "--interface",
-        h2.wg_interface,
-        "--netns-prefix",
-        f"{h2.netns}-",
-        "--frr-instance",
-        h2.netns,
-    ]
+    plan = commands.agent_plan_argv(h2)
     others = [f"{area}: converged" for area in ("wireguard", "underlay", "tenants", "gateways", "policy")]
     try:
         admin(lab, "workload", "add", "a", "--node", "h2", "--name", "a3")

@@ -85,12 +85,24 @@ def agent_argv(host: LabHost, reconcile_interval: float) -> list[str]:
         "run",
         "--profile",
         str(host.profile),
+        *_agent_options(host, reconcile_interval),
+    ]
+
+
+def agent_plan_argv(host: LabHost) -> list[str]:
+    """``ztos agent plan`` for the lab host's agent (run it inside the host's namespace)."""
+    return [*ztos_argv(), "agent", "plan", *_agent_options(host)]
+
+
+def _agent_options(host: LabHost, reconcile_interval: float | None = None) -> list[str]:
+    """Where a lab host's agent keeps its state and how it names what it makes."""
+    interval = [] if reconcile_interval is None else ["--reconcile-interval", f"{reconcile_interval:g}"]
+    return [
         "--state-dir",
         str(host.agent_state),
         "--interface",
         host.wg_interface,
-        "--reconcile-interval",
-        f"{reconcile_interval:g}",
+        *interval,
         "--netns-prefix",
         f"{host.netns}-",
         "--frr-instance",
