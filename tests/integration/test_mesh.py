@@ -70,6 +70,17 @@ def wait_for(condition: object, timeout: float, what: str) -> float:
     pytest.fail(f"{what} not within {timeout}s")
 
 
+def read_capture(path: Path, *, complete: bool = False) -> list[str]:
+    """The packets in a pcap file, one line each; while tcpdump still writes it, up to its
+    last whole packet (``complete``: the file is closed, and any read error fails)."""
+    argv = ["tcpdump", "-nn", "-r", str(path)]
+    return subprocess.run(argv, capture_output=True, text=True, check=complete).stdout.splitlines()
+
+
+def wireguard_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if ".51820" in line and "UDP" in line]
+
+
 def test_every_pair_pings_and_the_underlay_carries_only_wireguard(lab: LabTopology, tmp_path: Path) -> None:
     report = checks.verify(lab.name)
     assert report.ok, checks.describe_failures(report)
@@ -95,13 +106,16 @@ def test_every_pair_pings_and_the_underlay_carries_only_wireguard(lab: LabTopolo
         assert tcpdump.stderr is not None
         assert "listening on" in tcpdump.stderr.readline(), "tcpdump did not start"
         assert netns_run(h1, "ping", "-c", "5", "-i", "0.1", "-W", "1", overlay6(h2)).returncode == 0
+        # tcpdump stops at SIGINT without draining what it has not read yet (CI once lost
+        # the last reply that way): stop it once the capture holds the ten packets.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(wireguard_lines(read_capture(capture))) < 10:
+            time.sleep(0.05)
     finally:
         tcpdump.send_signal(signal.SIGINT)
         tcpdump.wait(timeout=10)
-    lines = subprocess.run(
-        ["tcpdump", "-nn", "-r", str(capture)], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    wireguard = [line for line in lines if ".51820" in line and "UDP" in line]
+    lines = read_capture(capture, complete=True)
+    wireguard = wireguard_lines(lines)
     assert len(wireguard) >= 10, "\n".join(lines)
     assert not [line for line in lines if "echo request" in line or "echo reply" in line], lines[:20]
     assert overlay6(h2) not in "\n".join(lines)
